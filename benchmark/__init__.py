@@ -1,0 +1,1 @@
+"""The PoseBench harness: metrics, evaluation, configs, the command line and run records."""

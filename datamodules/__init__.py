@@ -1,0 +1,1 @@
+"""Datasets, skeletons, the top-down transform and the method-agnostic PoseDataModule."""

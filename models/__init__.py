@@ -1,0 +1,1 @@
+"""Pose estimation methods (one file each) and their codecs."""
