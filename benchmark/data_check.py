@@ -1,0 +1,229 @@
+"""``python -m benchmark data check``: validate a whole dataset and list every problem found.
+
+For each split (and, for SynthPose, each of its two formats) it loads the records through the
+real loaders (``datamodules.datasets.build_dataset``), then reports counts (images, persons,
+annotated joints), malformed annotation entries (e.g. a wrong number of joints), missing
+images, corrupt images, annotated joints outside their image, and the dataset fingerprint that
+run records carry. COCO-format val splits also get their person-detection file checked.
+
+Every image is decoded with OpenCV (threads; cv2 releases the GIL) because that is the only
+way to find a corrupt file, and the decoded size gives the bounds for the joint check.
+OpenCV 4 decodes a truncated JPEG with only a warning (libjpeg pads the missing rows; OpenCV 5
+refuses it), so a JPEG must also have an end-of-image marker (FF D9) after its last
+start-of-scan marker (FF DA) (ITU-T T.81, annex B: inside entropy-coded data an FF byte is
+always followed by 00 or a restart marker), which also names the fault precisely.
+
+Bounds: a joint is outside when x < -1, x > W, y < -1 or y > H (pixel centres at integers,
+so the image spans [-0.5, W - 0.5]; the extra half pixel absorbs datasets whose keypoints use
+pixel corners, as COCO's may reach x = W).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from datamodules.datasets import DATASETS, HOW_TO_GET, LAYOUTS, SPLITS, DatasetNotFoundError, PoseDataset, build_dataset
+from datamodules.records import DatasetError
+
+_BOUNDS_MARGIN = 1.0
+
+
+@dataclass
+class SplitCheck:
+    """What was found for one split: counts and fingerprints when present, why not otherwise."""
+
+    label: str
+    present: bool
+    images: int = 0
+    persons: int = 0
+    annotated_joints: int = 0
+    fingerprint: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CheckReport:
+    """The result of :func:`check_dataset`; ``ok`` is false when any problem was found."""
+
+    dataset: str
+    root: Path
+    splits: list[SplitCheck]
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def format(self) -> str:
+        lines = [f"data check: {self.dataset} at {self.root}"]
+        for split in self.splits:
+            if not split.present:
+                lines.append(f"  {split.label}: not present")
+            else:
+                lines.append(
+                    f"  {split.label}: {split.images} images, {split.persons} persons, "
+                    f"{split.annotated_joints} annotated joints"
+                )
+                lines.append(f"      fingerprint {split.fingerprint}")
+            lines.extend(f"      {note}" for note in split.notes)
+        if self.problems:
+            lines.append(f"{len(self.problems)} problem(s):")
+            lines.extend(f"  - {problem}" for problem in self.problems)
+            lines.append(f"result: FAILED ({len(self.problems)} problem(s))")
+        else:
+            lines.append("result: OK")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class _ImageStatus:
+    size: tuple[int, int] | None
+    problem: str | None
+
+
+def _jpeg_complete(data: bytes) -> bool:
+    last_scan = data.rfind(b"\xff\xda")
+    return last_scan >= 0 and data.find(b"\xff\xd9", last_scan) >= 0
+
+
+def _inspect_image(path: str) -> _ImageStatus:
+    """Size (W, H) of a decodable image and what is wrong with it, if anything."""
+    file = Path(path)
+    if not file.is_file():
+        return _ImageStatus(None, f"missing image: {path}")
+    data = file.read_bytes()
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    size = None if image is None else (int(image.shape[1]), int(image.shape[0]))
+    if data[:2] == b"\xff\xd8" and not _jpeg_complete(data):
+        return _ImageStatus(size, f"corrupt image (truncated JPEG, no end-of-image marker): {path}")
+    if image is None:
+        return _ImageStatus(None, f"corrupt image (cannot be decoded): {path}")
+    return _ImageStatus(size, None)
+
+
+def _inspect_images(paths: list[str], label: str, progress: bool) -> list[_ImageStatus]:
+    workers = max(1, min(8, os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        statuses = pool.map(_inspect_image, paths)
+        return list(tqdm(statuses, total=len(paths), desc=f"{label} images", unit="img", disable=not progress))
+
+
+def _record_problems(dataset: PoseDataset, label: str) -> list[str]:
+    """Records whose joint count or box is wrong (the loaders reject most of these already)."""
+    problems = []
+    expected = dataset.skeleton.num_joints
+    for index, record in enumerate(dataset.records):
+        if record.keypoints.shape != (expected, 2) or record.visible.shape != (expected,):
+            problems.append(
+                f"[{label}] record {index} ({record.image}): {record.keypoints.shape[0]} joints, expected {expected}"
+            )
+        elif not (np.isfinite(record.scale).all() and (record.scale > 0).all()):
+            problems.append(f"[{label}] record {index} ({record.image}): box scale {record.scale.tolist()} is not positive")
+    return problems
+
+
+def _bounds_problems(dataset: PoseDataset, sizes: dict[str, tuple[int, int]], label: str) -> list[str]:
+    """Annotated joints outside their decoded image, and COCO sizes that disagree with the image."""
+    problems = []
+    names = dataset.skeleton.joints
+    for index, record in enumerate(dataset.records):
+        size = sizes.get(record.image)
+        if size is None or record.keypoints.shape != (len(names), 2):
+            continue
+        width, height = size
+        stated = record.extras.get("image_size")
+        if stated is not None and tuple(stated) != size:
+            problems.append(f"[{label}] record {index}: annotation says {stated[0]}x{stated[1]} but {record.image} is {width}x{height}")
+        x, y = record.keypoints[:, 0], record.keypoints[:, 1]
+        inside = (x >= -_BOUNDS_MARGIN) & (x <= width) & (y >= -_BOUNDS_MARGIN) & (y <= height)
+        outside = np.flatnonzero(record.visible & ~inside)
+        if outside.size:
+            joints = ", ".join(f"{names[j]} ({x[j]:.1f}, {y[j]:.1f})" for j in outside)
+            problems.append(f"[{label}] record {index} ({record.image}): joint(s) outside the {width}x{height} image: {joints}")
+    return problems
+
+
+def _check_split(
+    name: str, root: Path, split: str, fmt: str, label: str, explicit: bool, progress: bool
+) -> tuple[SplitCheck, list[str]]:
+    loader_problems: list[str] = []
+    try:
+        dataset = build_dataset(name, root, split, format=fmt, problems=loader_problems)
+    except DatasetNotFoundError as error:
+        check = SplitCheck(label, present=False, notes=[str(error).splitlines()[0]])
+        return check, [f"[{label}] {error}"] if explicit else []
+    except DatasetError as error:
+        return SplitCheck(label, present=False), [f"[{label}] cannot be loaded: {error}"]
+    problems = [f"[{label}] {p}" for p in loader_problems] + _record_problems(dataset, label)
+
+    images = sorted({r.image for r in dataset.records})
+    statuses = _inspect_images(images, f"{name} {label}", progress)
+    users = Counter(r.image for r in dataset.records)
+    for image, status in zip(images, statuses):
+        if status.problem:
+            problems.append(f"[{label}] {status.problem} ({users[image]} record(s))")
+    sizes = {image: status.size for image, status in zip(images, statuses) if status.size is not None}
+    problems += _bounds_problems(dataset, sizes, label)
+
+    check = SplitCheck(
+        label,
+        present=True,
+        images=len(images),
+        persons=len(dataset.records),
+        annotated_joints=int(sum(int(r.visible.sum()) for r in dataset.records)),
+        fingerprint=dataset.fingerprint(),
+    )
+    if dataset.protocol == "coco" and split == "val":
+        problems += _check_detections(name, root, fmt, label, check)
+    return check, problems
+
+
+def _check_detections(name: str, root: Path, fmt: str, label: str, check: SplitCheck) -> list[str]:
+    """Load the standard person-detection file of a COCO-format val split, if it is there."""
+    try:
+        detections = build_dataset(name, root, "val", boxes="detections", format=fmt)
+    except DatasetNotFoundError as error:
+        check.notes.append(f"detections: not present ({str(error).splitlines()[0]})")
+        return []
+    except DatasetError as error:
+        return [f"[{label}] detection file cannot be loaded: {error}"]
+    check.notes.append(f"detections: {len(detections)} person boxes, fingerprint {detections.fingerprint()}")
+    return []
+
+
+def check_dataset(name: str, root: Path, splits: list[str] | None = None, *, progress: bool = True) -> CheckReport:
+    """Validate dataset ``name`` under ``root`` (all splits, or ``splits``) and report every problem.
+
+    Without ``splits``, a split whose files are absent is listed as not present; a split asked
+    for by name that is absent is a problem, and so is a dataset with no split at all.
+    """
+    if name not in DATASETS:
+        raise DatasetError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
+    explicit = splits is not None
+    wanted = list(splits) if splits else (["train"] if name == "lsp_extended" else list(SPLITS))
+    unknown = [s for s in wanted if s not in SPLITS]
+    if unknown:
+        raise DatasetError(f"unknown split(s) {', '.join(unknown)}; valid: {', '.join(SPLITS)}")
+    root = Path(root)
+    formats = ["mpii", "coco"] if name == "synthpose" else ["mpii"]
+    checks: list[SplitCheck] = []
+    problems: list[str] = []
+    for split in wanted:
+        for fmt in formats:
+            label = f"{split} ({fmt})" if name == "synthpose" else split
+            check, found = _check_split(name, root, split, fmt, label, explicit, progress)
+            checks.append(check)
+            problems += found
+    if not any(c.present for c in checks) and not problems:
+        problems.append(
+            f"no split of {name} found under {root}\n    expected layout: {LAYOUTS[name]}\n    to get it: {HOW_TO_GET[name]}"
+        )
+    return CheckReport(name, root, checks, problems)

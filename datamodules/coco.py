@@ -1,0 +1,231 @@
+"""COCO keypoint loaders: person records from ground-truth boxes and from person-detection results.
+
+Follows the HRNet official code (leoxiaobin/deep-high-resolution-net.pytorch, ``lib/dataset/coco.py``):
+
+- ``_load_coco_keypoint_annotation_kernal``: per image (in ``getImgIds`` order), the non-crowd
+  annotations (``getAnnIds(iscrowd=False)``); the box is clipped to the image as
+  ``x1 = max(0, x)``, ``y1 = max(0, y)``, ``x2 = min(W - 1, x1 + max(0, w - 1))``,
+  ``y2 = min(H - 1, y1 + max(0, h - 1))`` and kept when ``area > 0`` and ``x2 >= x1``,
+  ``y2 >= y1``, as ``[x1, y1, x2 - x1, y2 - y1]``; only the person category; persons without
+  any labelled keypoint are skipped (HRNet tests ``max(keypoints) == 0``; here: no ``v > 0``).
+- ``_xywh2cs``: centre = box centre; the box is widened or heightened to the model's aspect
+  ratio W/H (e.g. 192/256 = 0.75), divided by ``pixel_std = 200`` and padded by 1.25.
+- ``_load_coco_person_detection_results``: category 1 only, boxes with ``score <`` the
+  threshold dropped; the box score is kept for rescoring (box score x mean keypoint score).
+  Detection boxes are not clipped.
+
+Visibility: ``visible`` = ``v > 0`` (labelled, whether or not occluded); the raw COCO flags
+(0 unlabelled, 1 labelled but not visible, 2 visible; COCO data format page) stay in
+``extras["keypoint_flags"]``. Image paths come from each image's ``file_name``; image files
+are not opened here (the data check and the dataset's image read report missing ones).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from pycocotools.coco import COCO as CocoApi
+
+from datamodules.records import PIXEL_STD, DatasetError, PersonRecord
+from datamodules.skeletons import COCO
+
+NUM_JOINTS = COCO.num_joints
+BOX_PADDING = 1.25
+
+
+def box_to_center_scale(
+    box_xywh: np.ndarray | list[float], aspect_ratio: float, padding: float = BOX_PADDING
+) -> tuple[np.ndarray, np.ndarray]:
+    """Centre ``(..., 2)`` and scale ``(..., 2)`` (box w, h / 200) of boxes ``(..., 4)`` as x, y, w, h.
+
+    HRNet ``_xywh2cs``: the box keeps its centre and grows along one side to ``aspect_ratio``
+    (width / height of the model input), then is padded by ``padding``.
+    """
+    box = np.asarray(box_xywh, dtype=np.float64)
+    if box.shape[-1] != 4:
+        raise ValueError(f"boxes must end in 4 values (x, y, w, h), got shape {box.shape}")
+    x, y, w, h = np.moveaxis(box, -1, 0)
+    center = np.stack([x + w * 0.5, y + h * 0.5], axis=-1)
+    width = np.where(w > aspect_ratio * h, w, h * aspect_ratio)
+    height = np.where(w > aspect_ratio * h, w / aspect_ratio, h)
+    scale = np.stack([width, height], axis=-1) / PIXEL_STD * padding
+    return center, scale
+
+
+def _read_json(path: Path, what: str) -> object:
+    if not path.is_file():
+        raise DatasetError(f"{what} not found: {path}")
+    try:
+        with path.open("rb") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DatasetError(f"{path}: not valid JSON ({error})") from None
+
+
+def load_coco_api(annotation_path: Path) -> CocoApi:
+    """A pycocotools ``COCO`` index of a keypoint annotation file; bad JSON or layout names the file."""
+    annotation_path = Path(annotation_path)
+    data = _read_json(annotation_path, "annotation file")
+    if not isinstance(data, dict):
+        raise DatasetError(f"{annotation_path}: expected a COCO annotation object, found a {type(data).__name__}")
+    missing = [key for key in ("images", "annotations", "categories") if key not in data]
+    if missing:
+        raise DatasetError(f"{annotation_path}: missing key(s) {', '.join(missing)}")
+    for i, image in enumerate(data["images"]):
+        absent = [k for k in ("id", "file_name", "width", "height") if k not in image]
+        if absent:
+            raise DatasetError(f"{annotation_path}: images[{i}] lacks key(s) {', '.join(absent)}")
+    api = CocoApi()
+    api.dataset = data
+    # createIndex prints progress lines; the harness keeps stdout for its own output.
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            api.createIndex()
+        except (KeyError, TypeError) as error:
+            raise DatasetError(f"{annotation_path}: malformed COCO layout ({error!r})") from None
+    return api
+
+
+def _person_category(api: CocoApi, path: Path) -> int:
+    ids = api.getCatIds(catNms=["person"])
+    if not ids:
+        raise DatasetError(f"{path}: no 'person' category in categories")
+    return int(ids[0])
+
+
+def _clean_box(box: list[float], width: float, height: float) -> np.ndarray | None:
+    """HRNet's clipped box [x1, y1, x2 - x1, y2 - y1], or None when nothing is left."""
+    x, y, w, h = (float(v) for v in box)
+    x1, y1 = max(0.0, x), max(0.0, y)
+    x2 = min(width - 1.0, x1 + max(0.0, w - 1.0))
+    y2 = min(height - 1.0, y1 + max(0.0, h - 1.0))
+    if x2 < x1 or y2 < y1:
+        return None
+    return np.array([x1, y1, x2 - x1, y2 - y1], dtype=np.float64)
+
+
+def _keypoint_array(ann: dict, path: Path) -> np.ndarray:
+    """``(17, 3)`` x, y, v of one annotation; a wrong length names the file and the annotation."""
+    raw = ann.get("keypoints")
+    if raw is None:
+        raise DatasetError(f"{path}: annotation id {ann.get('id')} has no 'keypoints'")
+    values = np.asarray(raw, dtype=np.float64)
+    if values.shape != (NUM_JOINTS * 3,):
+        raise DatasetError(
+            f"{path}: annotation id {ann.get('id')} has {values.size} keypoint values "
+            f"({values.size / 3:g} joints), expected {NUM_JOINTS * 3} ({NUM_JOINTS} joints x [x, y, v])"
+        )
+    return values.reshape(NUM_JOINTS, 3)
+
+
+def load_coco_records(
+    annotation_path: Path, image_dir: Path, aspect_ratio: float, *, problems: list[str] | None = None
+) -> list[PersonRecord]:
+    """Person records from the ground-truth boxes of a COCO keypoint file (HRNet kernel; see module doc).
+
+    With ``problems`` given, a malformed annotation is described there and skipped instead of
+    raising :class:`DatasetError`.
+    """
+    annotation_path, image_dir = Path(annotation_path), Path(image_dir)
+    api = load_coco_api(annotation_path)
+    person = _person_category(api, annotation_path)
+    source = str(annotation_path)
+    records: list[PersonRecord] = []
+    for image_id in api.getImgIds():
+        image = api.imgs[image_id]
+        width, height = float(image["width"]), float(image["height"])
+        for ann in api.loadAnns(api.getAnnIds(imgIds=image_id, iscrowd=False)):
+            try:
+                if ann.get("category_id") != person:
+                    continue
+                missing = [k for k in ("bbox", "area") if k not in ann]
+                if missing:
+                    raise DatasetError(f"{annotation_path}: annotation id {ann.get('id')} lacks key(s) {', '.join(missing)}")
+                keypoints = _keypoint_array(ann, annotation_path)
+            except DatasetError as error:
+                if problems is None:
+                    raise
+                problems.append(str(error))
+                continue
+            clean = _clean_box(ann["bbox"], width, height)
+            if clean is None or ann["area"] <= 0 or not (keypoints[:, 2] > 0).any():
+                continue
+            center, scale = box_to_center_scale(clean, aspect_ratio)
+            records.append(
+                PersonRecord(
+                    image=str(image_dir / image["file_name"]),
+                    image_id=int(image_id),
+                    center=center,
+                    scale=scale,
+                    keypoints=keypoints[:, :2].copy(),
+                    visible=keypoints[:, 2] > 0,
+                    bbox=np.asarray(ann["bbox"], dtype=np.float64),
+                    area=float(ann["area"]),
+                    box_score=1.0,
+                    extras={
+                        "annotation_file": source,
+                        "annotation_id": ann.get("id"),
+                        "keypoint_flags": keypoints[:, 2].astype(np.int64),
+                        "clean_bbox": clean,
+                        "image_size": (int(width), int(height)),
+                    },
+                )
+            )
+    return records
+
+
+def load_coco_detection_records(
+    annotation_path: Path,
+    image_dir: Path,
+    detection_path: Path,
+    aspect_ratio: float,
+    score_threshold: float = 0.0,
+) -> list[PersonRecord]:
+    """Person records from a COCO-results detection file (category 1, ``score >= score_threshold``).
+
+    Keypoints are zeros and ``visible`` all False; ``box_score`` keeps the detector score,
+    ``bbox`` the detected box and ``area`` its w x h.
+    Image file names come from the annotation file; a detection on an image it does not list is
+    an error naming the detection file and the image id.
+    """
+    annotation_path, image_dir, detection_path = Path(annotation_path), Path(image_dir), Path(detection_path)
+    api = load_coco_api(annotation_path)
+    detections = _read_json(detection_path, "detection file")
+    if not isinstance(detections, list):
+        raise DatasetError(f"{detection_path}: expected a list of detections, found a {type(detections).__name__}")
+    kept: list[tuple[int, dict]] = []
+    for index, det in enumerate(detections):
+        absent = [k for k in ("image_id", "category_id", "bbox", "score") if not isinstance(det, dict) or k not in det]
+        if absent:
+            raise DatasetError(f"{detection_path}: detection {index} lacks key(s) {', '.join(absent)}")
+        if det["category_id"] != 1 or det["score"] < score_threshold:
+            continue
+        if det["image_id"] not in api.imgs:
+            raise DatasetError(f"{detection_path}: detection {index} is on image id {det['image_id']}, not in {annotation_path}")
+        if len(det["bbox"]) != 4:
+            raise DatasetError(f"{detection_path}: detection {index} has bbox {det['bbox']}, expected x, y, w, h")
+        kept.append((index, det))
+    if not kept:
+        return []
+    boxes = np.array([det["bbox"] for _, det in kept], dtype=np.float64)
+    centers, scales = box_to_center_scale(boxes, aspect_ratio)
+    source = str(detection_path)
+    return [
+        PersonRecord(
+            image=str(image_dir / api.imgs[det["image_id"]]["file_name"]),
+            image_id=int(det["image_id"]),
+            center=centers[i],
+            scale=scales[i],
+            keypoints=np.zeros((NUM_JOINTS, 2), dtype=np.float64),
+            visible=np.zeros(NUM_JOINTS, dtype=bool),
+            bbox=boxes[i],
+            area=float(boxes[i, 2] * boxes[i, 3]),
+            box_score=float(det["score"]),
+            extras={"detection_file": source, "detection_index": index},
+        )
+        for i, (index, det) in enumerate(kept)
+    ]

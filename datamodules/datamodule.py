@@ -1,0 +1,400 @@
+"""The method-agnostic ``PoseDataModule``: crops, crop-pixel keypoints and metadata for every method.
+
+One DataModule serves all seven methods (DESIGN.md, "How a sample flows" step 3): it yields the
+normalised crop, the keypoints in crop pixels, visibility, the affine matrices and the record
+metadata evaluation needs; each method's codec builds its own targets on the device.
+
+Reproducibility rests on ``EpochSampler``: it lives in the main process and yields
+``(epoch, index)`` tuples, so the augmentation of a sample depends only on (seed, epoch, index)
+whatever the number of workers, and the epoch reaches worker processes even when they are
+persistent (a worker's copy of the dataset never sees ``set_epoch``). Lightning traps it avoids:
+
+- Lightning calls ``set_epoch`` on ``dataloader.sampler`` at the start of every training epoch
+  with ``fit_loop.epoch_progress.current.processed`` (pytorch_lightning/loops/fit_loop.py,
+  ``on_advance_start``; lightning_fabric/utilities/data.py, ``_set_sampler_epoch``), which is
+  the restored epoch after a resume. The shuffle is a pure function of (seed, epoch), so a
+  resumed run replays the order of the epoch it resumes at, not epoch 0's order, which is what
+  happens to any shuffle whose epoch is not taken from the trainer.
+- Under DDP Lightning replaces a custom sampler by ``DistributedSamplerWrapper``
+  (pytorch_lightning/trainer/connectors/data_connector.py, ``_get_distributed_sampler``); its
+  ``set_epoch`` never reaches the wrapped sampler, so every epoch would replay epoch 0's
+  augmentations. ``EpochSampler`` shards itself instead and the Trainer must run with
+  ``use_distributed_sampler=False`` (checked; a clear error otherwise).
+- Sharding follows ``torch.utils.data.DistributedSampler`` (torch/utils/data/distributed.py):
+  pad by repeating the first indices up to a multiple of the number of replicas, rank ``r`` takes
+  every ``num_replicas``-th index from ``r``. Evaluation drops the repeats by ``index``.
+- A DataLoader draws its worker base seed from ``loader.generator`` at every ``iter()``
+  (torch/utils/data/dataloader.py, ``_BaseDataLoaderIter.__init__``); with no generator it
+  draws from the global torch RNG, so data loading would shift the model's random stream. The
+  loaders here own a seeded generator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TypedDict
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from datamodules.datasets import DATASETS, FORMATS, PoseDataset, build_dataset, dataset_skeleton
+from datamodules.records import DatasetError
+from datamodules.skeletons import Skeleton
+from datamodules.topdown import TopDownDataset
+from datamodules.transforms import Augmentation, TopDownTransform
+
+# Separates the shuffle's random stream from the per-sample augmentation streams (seed, epoch, index).
+_SHUFFLE_STREAM = 0x5348_5546
+_WORKER_STREAM = 0x574F_524B
+# Known before any file is read: models are built (with num_joints) before Lightning calls setup().
+
+
+class PoseBatch(TypedDict):
+    """One collated batch, the contract between the DataModule and every method.
+
+    Shapes (B = batch, K = joints, H x W = input size):
+
+    - ``image`` ``(B, 3, H, W)`` float32, RGB normalised with the ImageNet mean and std.
+    - ``keypoints`` ``(B, K, 2)`` float32, (x, y) in crop pixels, pixel centres at integers.
+    - ``visible`` ``(B, K)`` float32, 1 where the joint is annotated (and kept by the transform).
+    - ``index`` ``(B,)`` int64, the sample's index into the dataset's records; evaluation
+      de-duplicates by it (distributed padding repeats samples).
+    - ``matrix`` ``(B, 2, 3)`` float32, image -> crop affine matrix.
+    - ``inverse_matrix`` ``(B, 2, 3)`` float32, crop -> image; maps predictions back to image pixels.
+    - ``center`` ``(B, 2)`` float32, person box centre (x, y) in image pixels.
+    - ``scale`` ``(B, 2)`` float32, person box (w, h) / 200.
+    - ``image_id`` ``(B,)`` int64; ``box_score`` ``(B,)`` float32; ``area`` ``(B,)`` float32.
+    - ``headbox`` ``(B, 2, 2)`` float32, [[x1, y1], [x2, y2]] in image pixels, NaN where absent.
+
+    Every float is float32 (float32 resolves image coordinates to ~1e-4 px; some accelerators,
+    e.g. Apple MPS, have no float64). Lightning's true half precision ("16-true", "bf16-true")
+    casts every float tensor of a batch, the matrices included, so map predictions back in
+    float32 or use mixed precision.
+    """
+
+    image: torch.Tensor
+    keypoints: torch.Tensor
+    visible: torch.Tensor
+    index: torch.Tensor
+    matrix: torch.Tensor
+    inverse_matrix: torch.Tensor
+    center: torch.Tensor
+    scale: torch.Tensor
+    image_id: torch.Tensor
+    box_score: torch.Tensor
+    area: torch.Tensor
+    headbox: torch.Tensor
+
+
+class EpochSampler(Sampler[tuple[int, int]]):
+    """Yields ``(epoch, index)`` tuples: a (seed, epoch)-determined order, sharded over replicas.
+
+    ``set_epoch(e)`` selects the epoch (Lightning calls it before every epoch); the order of
+    epoch ``e`` is the same whether it is reached by counting or set directly, on every replica.
+    With ``num_replicas > 1`` the order is padded (not ``drop_last``) or cut (``drop_last``) to a
+    multiple of ``num_replicas`` and replica ``rank`` takes positions ``rank, rank + n, ...``.
+    """
+
+    def __init__(
+        self,
+        length: int,
+        shuffle: bool,
+        seed: int,
+        num_replicas: int = 1,
+        rank: int = 0,
+        drop_last: bool = False,
+    ) -> None:
+        if length < 0:
+            raise ValueError(f"length must be >= 0, got {length}")
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        if num_replicas < 1:
+            raise ValueError(f"num_replicas must be >= 1, got {num_replicas}")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank must be in [0, {num_replicas}), got {rank}")
+        self.length = length
+        self.shuffle = shuffle
+        self.seed = seed
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.drop_last = drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose order (and augmentation seeds) the next ``iter()`` yields."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self.epoch = epoch
+
+    @property
+    def total_size(self) -> int:
+        """Positions over all replicas after padding or cutting."""
+        return len(self) * self.num_replicas
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.length // self.num_replicas
+        return -(-self.length // self.num_replicas)
+
+    def order(self, epoch: int) -> np.ndarray:
+        """``(length,)`` int64: the full (unsharded, unpadded) order of ``epoch``."""
+        if not self.shuffle:
+            return np.arange(self.length, dtype=np.int64)
+        rng = np.random.default_rng([_SHUFFLE_STREAM, self.seed, epoch])
+        return rng.permutation(self.length).astype(np.int64)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        # Built eagerly: a later set_epoch (next epoch) cannot change an iteration in progress.
+        epoch = self.epoch
+        order = self.order(epoch)
+        if self.length > 0 and self.total_size > self.length:
+            order = np.resize(order, self.total_size)  # repeats from the start, like DistributedSampler
+        shard = order[: self.total_size][self.rank :: self.num_replicas]
+        return iter([(epoch, int(i)) for i in shard])
+
+
+class _WorkerSeeder:
+    """``worker_init_fn``: seeds Python, numpy and torch in a worker from (seed, rank, worker id).
+
+    Augmentations do not use these generators (they are seeded per sample), but any library
+    code that does then behaves the same in every run. A class, not a closure, so it pickles
+    under the ``spawn`` start method.
+    """
+
+    def __init__(self, seed: int, rank: int) -> None:
+        self.seed = seed
+        self.rank = rank
+
+    def __call__(self, worker_id: int) -> None:
+        state = np.random.SeedSequence([_WORKER_STREAM, self.seed, self.rank, worker_id]).generate_state(2)
+        random.seed(int(state[0]))
+        np.random.seed(int(state[0]))
+        torch.manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+_FLOAT_KEYS = ("keypoints", "visible", "matrix", "inverse_matrix", "center", "scale", "box_score", "area", "headbox")
+
+
+def collate_pose_batch(samples: list[dict]) -> PoseBatch:
+    """Stack sample dicts into a ``PoseBatch`` with the documented dtypes (float32, int64)."""
+    batch = torch.utils.data.default_collate(samples)
+    for key in _FLOAT_KEYS:
+        batch[key] = batch[key].to(torch.float32)
+    batch["index"] = batch["index"].to(torch.int64)
+    batch["image_id"] = batch["image_id"].to(torch.int64)
+    return batch
+
+
+class PoseDataModule(pl.LightningDataModule):
+    """Top-down pose data for any method: ``PoseBatch`` batches from one named dataset.
+
+    Train batches are augmented with ``augmentation`` (None = no augmentation) and shuffled by
+    ``EpochSampler``; val and test batches are unaugmented and in record order. Under DDP the
+    loaders shard themselves over ``trainer.world_size`` ranks, so build the Trainer with
+    ``use_distributed_sampler=False`` (Lightning would otherwise wrap the sampler and its
+    ``set_epoch`` would never reach it; see the module docstring).
+
+    Hyperparameters are not saved on the DataModule: the runner records the resolved config,
+    and Lightning raises when module and DataModule hparams share a key with different values.
+    """
+
+    def __init__(
+        self,
+        *,
+        dataset: str,
+        root: str | Path,
+        input_size: tuple[int, int] = (256, 192),
+        augmentation: Augmentation | None = None,
+        batch_size: int = 32,
+        val_batch_size: int | None = None,
+        num_workers: int = 0,
+        persistent_workers: bool = False,
+        pin_memory: bool = False,
+        seed: int = 0,
+        train_split: str = "train",
+        val_split: str = "val",
+        test_split: str | None = None,
+        val_boxes: str = "gt",
+        detection_file: str | Path | None = None,
+        detection_threshold: float = 0.0,
+        data_format: str = "mpii",
+        shuffle: bool = True,
+        max_samples: int | None = None,
+        drop_last: bool = False,
+    ) -> None:
+        """
+        Args:
+            dataset: dataset name (``datamodules.datasets.DATASETS``).
+            root: dataset root directory (layouts in the README).
+            input_size: crop size (H, W) in pixels.
+            augmentation: training augmentation; None trains on unaugmented crops.
+            batch_size: training batch size (per process).
+            val_batch_size: validation/test batch size; None = ``batch_size``.
+            num_workers: DataLoader worker processes; 0 loads in the main process.
+            persistent_workers: keep workers alive between epochs (needs ``num_workers > 0``).
+            pin_memory: pin batches for faster host-to-GPU copies.
+            seed: drives the shuffle, the per-sample augmentation and the worker seeds.
+            train_split, val_split: split names ("train", "val").
+            test_split: split for ``trainer.test``; None = ``val_split``.
+            val_boxes: person boxes at val/test: "gt" or "detections" (COCO protocol).
+            detection_file: detection results file for ``val_boxes="detections"``; None = the default.
+            detection_threshold: drop detections scoring below this.
+            data_format: SynthPose only: "mpii" (16 joints) or "coco" (17 joints).
+            shuffle: shuffle the training set (off for overfitting / debugging).
+            max_samples: debug subset: keep only the first N records of every split (``val_dataset.records``
+                too, so COCO evaluation must restrict COCOeval to those image ids).
+            drop_last: drop the last incomplete training batch.
+        """
+        super().__init__()
+        height, width = (int(v) for v in input_size)
+        if height <= 0 or width <= 0:
+            raise ValueError(f"input_size must be positive (H, W), got {tuple(input_size)}")
+        if batch_size < 1 or (val_batch_size is not None and val_batch_size < 1):
+            raise ValueError(f"batch sizes must be >= 1, got batch_size={batch_size}, val_batch_size={val_batch_size}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        if persistent_workers and num_workers == 0:
+            raise ValueError("persistent_workers=True needs num_workers > 0")
+        if dataset not in DATASETS:
+            raise DatasetError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
+        if data_format not in FORMATS:
+            raise DatasetError(f"unknown data_format {data_format!r}; valid: {', '.join(FORMATS)}")
+        if max_samples is not None and max_samples < 1:
+            raise ValueError(f"max_samples must be >= 1 or None, got {max_samples}")
+        self.dataset_name = dataset
+        self.root = Path(root)
+        self.input_size = (height, width)
+        self.augmentation = augmentation
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size or batch_size
+        self.num_workers = num_workers
+        self.persistent_workers = persistent_workers
+        self.pin_memory = pin_memory
+        self.seed = seed
+        self.train_split = train_split
+        self.val_split = val_split
+        self.test_split = test_split or val_split
+        self.val_boxes = val_boxes
+        self.detection_file = detection_file
+        self.detection_threshold = detection_threshold
+        self.data_format = data_format
+        self.shuffle = shuffle
+        self.max_samples = max_samples
+        self.drop_last = drop_last
+        self._datasets: dict[str, PoseDataset] = {}
+        self._loaded: dict[str, TopDownDataset] = {}
+
+    # ----------------------------------------------------------------- datasets
+    def _build(self, split: str, boxes: str) -> PoseDataset:
+        height, width = self.input_size
+        dataset = build_dataset(
+            self.dataset_name, self.root, split, aspect_ratio=width / height, boxes=boxes,
+            detection_file=self.detection_file, detection_threshold=self.detection_threshold, format=self.data_format,
+        )
+        if self.max_samples is not None:
+            dataset = dataclasses.replace(dataset, records=dataset.records[: self.max_samples])
+        return dataset
+
+    def _prepare(self, role: str) -> None:
+        if role in self._datasets:
+            return
+        if role == "train":
+            dataset = self._build(self.train_split, "gt")
+            augmentation = self.augmentation
+        else:
+            dataset = self._build(self.val_split if role == "val" else self.test_split, self.val_boxes)
+            augmentation = None
+        if dataset.skeleton.name != self.skeleton.name:
+            raise RuntimeError(f"{self.dataset_name} loaded as {dataset.skeleton.name}, expected {self.skeleton.name}")
+        transform = TopDownTransform(self.input_size, dataset.skeleton, augmentation=augmentation, seed=self.seed)
+        self._datasets[role] = dataset
+        self._loaded[role] = TopDownDataset(dataset.records, transform)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load the records the stage needs ("fit": train + val, "validate": val, "test": test)."""
+        roles = {
+            "fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",), None: ("train", "val"),
+        }
+        if stage not in roles:
+            raise ValueError(f"unknown stage {stage!r}; expected one of fit, validate, test, predict")
+        for role in roles[stage]:
+            self._prepare(role)
+
+    @property
+    def train_dataset(self) -> PoseDataset:
+        """The training ``PoseDataset`` (records, skeleton, annotation files)."""
+        return self._dataset("train")
+
+    @property
+    def val_dataset(self) -> PoseDataset:
+        """The validation ``PoseDataset``, for evaluation: records, protocol, COCO GT path, MPII GT."""
+        return self._dataset("val")
+
+    @property
+    def test_dataset(self) -> PoseDataset:
+        """The test ``PoseDataset`` (``test_split``, or ``val_split`` when None)."""
+        return self._dataset("test")
+
+    def _dataset(self, role: str) -> PoseDataset:
+        if role not in self._datasets:
+            raise RuntimeError(f"PoseDataModule has no {role} dataset yet: call setup() for a stage that loads it")
+        return self._datasets[role]
+
+    @property
+    def skeleton(self) -> Skeleton:
+        """The dataset's skeleton; known without loading (SynthPose: from ``data_format``)."""
+        return dataset_skeleton(self.dataset_name, self.data_format)
+
+    @property
+    def num_joints(self) -> int:
+        return self.skeleton.num_joints
+
+    @property
+    def flip_permutation(self) -> np.ndarray:
+        """``(K,)`` index array that swaps left and right joints."""
+        return self.skeleton.flip_permutation
+
+    # -------------------------------------------------------------- dataloaders
+    def _replicas(self) -> tuple[int, int]:
+        trainer = self.trainer
+        if trainer is None or trainer.world_size <= 1:
+            return 1, 0
+        # Private attribute: the only place Lightning keeps the flag (pytorch_lightning 2.x).
+        if getattr(trainer._accelerator_connector, "use_distributed_sampler", False):
+            raise RuntimeError(
+                "PoseDataModule shards its own data: build the Trainer with use_distributed_sampler=False "
+                "(Lightning's DistributedSamplerWrapper would hide set_epoch from EpochSampler)"
+            )
+        return trainer.world_size, trainer.global_rank
+
+    def _loader(self, role: str, batch_size: int, shuffle: bool, drop_last: bool) -> DataLoader:
+        self._prepare(role)
+        dataset = self._loaded[role]
+        num_replicas, rank = self._replicas()
+        sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=self.seed, num_replicas=num_replicas, rank=rank)
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            drop_last=drop_last,
+            num_workers=self.num_workers,
+            persistent_workers=self.persistent_workers,
+            pin_memory=self.pin_memory,
+            collate_fn=collate_pose_batch,
+            worker_init_fn=_WorkerSeeder(self.seed, rank),
+            generator=torch.Generator().manual_seed(self.seed),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size, shuffle=self.shuffle, drop_last=self.drop_last)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.val_batch_size, shuffle=False, drop_last=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.val_batch_size, shuffle=False, drop_last=False)

@@ -1,0 +1,354 @@
+"""The top-down transform: one affine crop per person, its augmentation, and the tensor the model sees.
+
+A person record (centre, scale, keypoints) becomes a fixed-size crop through ONE similarity
+transform built from the box centre and width, a rotation, an optional shift and an optional
+horizontal flip. The same ``(2, 3)`` matrix warps the image (once, ``cv2.warpAffine``) and the
+keypoints, and its exact inverse maps predictions back to image pixels at evaluation.
+
+Pixel convention: pixel centres sit at integer coordinates, so a crop of width ``W`` spans
+``[-0.5, W - 0.5]``. The box centre therefore maps to ``((W - 1) / 2, (H - 1) / 2)`` and the box
+edges ``centre.x -/+ w / 2`` map to the crop edges ``-0.5`` and ``W - 0.5``; a horizontal flip of the
+crop is ``x' = (W - 1) - x``, a mirror about the box centre. HRNet's ``get_affine_transform``
+(lib/utils/transforms.py) maps the centre to ``(W / 2, H / 2)`` instead, a half-pixel shift that
+Huang et al. ("The Devil is in the Details: Delving into Unbiased Data Processing for Human Pose
+Estimation", CVPR'20) identify as a systematic bias; since evaluation maps back with the inverse
+of the very same matrix, the choice is self-consistent either way. As in HRNet, only the box
+WIDTH (``scale[0] * 200``) sets the zoom: the box already has the input aspect ratio.
+Rotation is in degrees, counter-clockwise on screen positive (the sign of HRNet's
+``get_affine_transform`` and of ``cv2.getRotationMatrix2D``).
+
+Augmentation recipes (all draws per sample from ``np.random.default_rng((seed, epoch, index))``):
+- HRNet / SimpleBaseline (lib/dataset/JointsDataset.py ``__getitem__``): scale
+  ``s *= clip(1 + N(0, sf), 1 - sf, 1 + sf)``; rotation ``clip(N(0, rf), -2 rf, 2 rf)`` with
+  probability 0.6; flip with probability 0.5; half-body (``half_body_transform``) when more than
+  ``NUM_JOINTS_HALF_BODY`` (8) joints are annotated, with probability ``PROB_HALF_BODY``: the
+  upper body is chosen when ``randn() < 0.5`` (HRNet draws a normal there, so the upper body is
+  picked with probability 0.69; kept for fidelity) and it has more than 2 visible joints, else the
+  lower body if it has more than 2, else the upper; fewer than 2 joints cancels it; the chosen
+  joints' box, centred on their mean, is grown to the input aspect ratio and multiplied by 1.5.
+  Values from experiments/coco/hrnet/w32_256x192_adam_lr1e-3.yaml (ROT 45, SCALE 0.35, half-body
+  0.3), experiments/mpii/hrnet/w32_256x256_adam_lr1e-3.yaml (ROT 30, SCALE 0.25, no half-body),
+  experiments/coco/resnet/res50_256x192_d256x3_adam_lr1e-3.yaml (ROT 40, SCALE 0.3, no half-body).
+- Stacked Hourglass (princeton-vl/pose-hg-train src/util/pose.lua ``generateSample``, defaults in
+  src/opts.lua: scale 0.25, rotate 30): ``s *= 2 ** clip(N(0, 0.25), ±0.5)``; rotation
+  ``clip(N(0, 30), ±60)`` kept with probability 0.4 (``if uniform() <= .6 then r = 0``); flip 0.5;
+  each colour channel multiplied by ``U(0.6, 1.4)`` and clamped.
+- ``photometric``: not in those recipes; a modest albumentations pipeline (brightness/contrast,
+  hue/saturation, blur, noise) on the crop, for users who want it.
+
+Normalisation: ImageNet mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225) on RGB in
+``[0, 1]`` (torchvision's ImageNet models, which the backbones are initialised from).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+
+from datamodules.records import PIXEL_STD, PersonRecord
+from datamodules.skeletons import Skeleton
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+SCALE_MODES = ("linear", "log2")
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Training augmentation of the top-down transform; the defaults apply none."""
+
+    # Mirror the crop horizontally (and swap left/right joints) with probability 0.5.
+    flip: bool = False
+    # Standard deviation (degrees) of the Gaussian the rotation is drawn from.
+    rotation_sigma: float = 0.0
+    # Rotation draws are clipped to [-rotation_max, rotation_max] degrees.
+    rotation_max: float = 0.0
+    # Probability that a sample is rotated at all (otherwise its rotation is 0).
+    rotation_prob: float = 0.0
+    # Standard deviation of the scale draw: of the factor itself ("linear") or of its log2 ("log2").
+    scale_sigma: float = 0.0
+    # Clip of the scale draw: factor in [1 - max, 1 + max] ("linear") or exponent in [-max, max] ("log2").
+    scale_max: float = 0.0
+    # "linear": box *= clip(1 + N(0, sigma), 1 - max, 1 + max) (HRNet); "log2": box *= 2 ** clip(N(0, sigma), ±max) (Hourglass).
+    scale_mode: str = "linear"
+    # Probability of cropping to the upper or lower body only (HRNet half_body_transform).
+    half_body_prob: float = 0.0
+    # Half-body is tried only when MORE than this many joints are annotated (HRNet NUM_JOINTS_HALF_BODY).
+    half_body_min_joints: int = 8
+    # Each RGB channel is multiplied by U(1 - c, 1 + c) and clamped to [0, 255] (Hourglass: 0.4).
+    colour_scale: float = 0.0
+    # Apply the modest albumentations colour/blur/noise pipeline to the crop.
+    photometric: bool = False
+
+    def __post_init__(self) -> None:
+        if self.scale_mode not in SCALE_MODES:
+            raise ValueError(f"Augmentation.scale_mode must be one of {SCALE_MODES}, got {self.scale_mode!r}")
+        for name in ("rotation_prob", "half_body_prob"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"Augmentation.{name} must lie in [0, 1], got {value}")
+        for name in ("rotation_sigma", "rotation_max", "scale_sigma", "scale_max", "colour_scale"):
+            value = getattr(self, name)
+            if value < 0.0:
+                raise ValueError(f"Augmentation.{name} must be >= 0, got {value}")
+        if self.scale_mode == "linear" and self.scale_max >= 1.0:
+            raise ValueError(f"Augmentation.scale_max must be < 1 in linear mode (a factor 1 - max > 0), got {self.scale_max}")
+        if self.colour_scale > 1.0:
+            raise ValueError(f"Augmentation.colour_scale must be <= 1, got {self.colour_scale}")
+
+
+# HRNet COCO (experiments/coco/hrnet/w32_256x192_adam_lr1e-3.yaml): ROT_FACTOR 45, SCALE_FACTOR 0.35, PROB_HALF_BODY 0.3.
+HRNET_COCO = Augmentation(
+    flip=True, rotation_sigma=45.0, rotation_max=90.0, rotation_prob=0.6,
+    scale_sigma=0.35, scale_max=0.35, scale_mode="linear", half_body_prob=0.3, half_body_min_joints=8,
+)
+# HRNet MPII (experiments/mpii/hrnet/w32_256x256_adam_lr1e-3.yaml): ROT_FACTOR 30, SCALE_FACTOR 0.25, no half-body.
+HRNET_MPII = Augmentation(
+    flip=True, rotation_sigma=30.0, rotation_max=60.0, rotation_prob=0.6,
+    scale_sigma=0.25, scale_max=0.25, scale_mode="linear",
+)
+# SimpleBaseline COCO (experiments/coco/resnet/res50_256x192_d256x3_adam_lr1e-3.yaml): ROT_FACTOR 40, SCALE_FACTOR 0.3.
+SIMPLEBASELINE_COCO = Augmentation(
+    flip=True, rotation_sigma=40.0, rotation_max=80.0, rotation_prob=0.6,
+    scale_sigma=0.3, scale_max=0.3, scale_mode="linear",
+)
+# SimpleBaseline MPII (experiments/mpii/resnet/res50_256x256_d256x3_adam_lr1e-3.yaml): same factors as HRNet MPII.
+SIMPLEBASELINE_MPII = HRNET_MPII
+# Stacked Hourglass MPII (pose-hg-train src/util/pose.lua, src/opts.lua): scale 0.25 (log2), rotate 30 kept with p 0.4, colour 0.4.
+HOURGLASS_MPII = Augmentation(
+    flip=True, rotation_sigma=30.0, rotation_max=60.0, rotation_prob=0.4,
+    scale_sigma=0.25, scale_max=0.5, scale_mode="log2", colour_scale=0.4,
+)
+
+PRESETS: dict[str, Augmentation] = {
+    "none": Augmentation(),
+    "hrnet_coco": HRNET_COCO,
+    "hrnet_mpii": HRNET_MPII,
+    "simplebaseline_coco": SIMPLEBASELINE_COCO,
+    "simplebaseline_mpii": SIMPLEBASELINE_MPII,
+    "hourglass_mpii": HOURGLASS_MPII,
+}
+
+
+def augmentation_preset(name: str) -> Augmentation:
+    """The named recipe's augmentation; an unknown name raises naming the known ones."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise KeyError(f"unknown augmentation preset {name!r}; known: {', '.join(sorted(PRESETS))}") from None
+
+
+def affine_matrix(
+    center: np.ndarray | tuple[float, float],
+    scale: np.ndarray | tuple[float, float],
+    rotation: float,
+    output_size_wh: tuple[int, int],
+    shift: tuple[float, float] = (0.0, 0.0),
+    flip: bool = False,
+) -> np.ndarray:
+    """The ``(2, 3)`` float64 similarity mapping image pixels to crop pixels.
+
+    The box centre (moved by ``shift`` x box size, in image axes) goes to the crop centre
+    ``((W - 1) / 2, (H - 1) / 2)``; the box width ``scale[0] * 200`` spans the crop width ``W``;
+    ``rotation`` degrees turn the content counter-clockwise on screen; ``flip`` then mirrors the
+    crop, ``x' = (W - 1) - x``.
+    """
+    width, height = output_size_wh
+    box_w = float(scale[0]) * PIXEL_STD
+    if not box_w > 0.0:
+        raise ValueError(f"box width must be positive, got scale {tuple(np.asarray(scale).tolist())}")
+    zoom = width / box_w
+    theta = math.radians(rotation)
+    a = zoom * math.cos(theta)
+    b = zoom * math.sin(theta)
+    cx = float(center[0]) + float(shift[0]) * float(scale[0]) * PIXEL_STD
+    cy = float(center[1]) + float(shift[1]) * float(scale[1]) * PIXEL_STD
+    # Screen counter-clockwise with y pointing down: (x, y) -> (a x + b y, -b x + a y).
+    ox, oy = (width - 1) * 0.5, (height - 1) * 0.5
+    row0 = [a, b, ox - a * cx - b * cy]
+    row1 = [-b, a, oy + b * cx - a * cy]
+    if flip:
+        row0 = [-row0[0], -row0[1], (width - 1) - row0[2]]
+    return np.array([row0, row1], dtype=np.float64)
+
+
+def invert_affine(matrix: np.ndarray) -> np.ndarray:
+    """The exact inverse ``(2, 3)`` of an invertible ``(2, 3)`` affine matrix (float64)."""
+    m = np.asarray(matrix, dtype=np.float64)
+    linear = m[:, :2]
+    det = linear[0, 0] * linear[1, 1] - linear[0, 1] * linear[1, 0]
+    if det == 0.0:
+        raise ValueError("affine matrix is singular and has no inverse")
+    inv = np.array([[linear[1, 1], -linear[0, 1]], [-linear[1, 0], linear[0, 0]]]) / det
+    return np.concatenate([inv, -(inv @ m[:, 2:])], axis=1)
+
+
+def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Apply a ``(2, 3)`` affine matrix to points ``(..., 2)``; returns ``(..., 2)`` float64."""
+    m = np.asarray(matrix, dtype=np.float64)
+    return np.asarray(points, dtype=np.float64) @ m[:, :2].T + m[:, 2]
+
+
+def _photometric_pipeline() -> A.Compose:
+    """Cheap colour/blur/noise ops on a uint8 RGB crop (LUT-based ops are the common case)."""
+    return A.Compose(
+        [
+            A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=0.5),
+            # The dearest ops (two colour-space conversions; float noise) get low probabilities.
+            A.HueSaturationValue(hue_shift_limit=10, sat_shift_limit=20, val_shift_limit=0, p=0.1),
+            A.GaussianBlur(blur_limit=(3, 5), sigma_limit=(0.3, 1.2), p=0.1),
+            # Per-pixel noise shared by the channels; a quarter of GaussNoise's cost on a 256x192 crop.
+            A.MultiplicativeNoise(multiplier=(0.92, 1.08), per_channel=False, elementwise=True, p=0.05),
+        ],
+        p=1.0,
+    )
+
+
+def _normalisation_lut(channel_gain: np.ndarray) -> np.ndarray:
+    """``(3, 256)`` float32 table: uint8 value -> ImageNet-normalised value, one row per RGB channel.
+
+    ``channel_gain`` ``(3,)`` multiplies each channel first, clamped to [0, 255] as Hourglass does;
+    folding it into the table makes colour augmentation free.
+    """
+    values = np.minimum(channel_gain[:, None] * np.arange(256, dtype=np.float64)[None, :], 255.0)
+    lut = (values / 255.0 - np.asarray(IMAGENET_MEAN)[:, None]) / np.asarray(IMAGENET_STD)[:, None]
+    return lut.astype(np.float32)
+
+
+class TopDownTransform:
+    """Crop one person to the input size, augment it (training) and normalise it.
+
+    ``augmentation=None`` (evaluation) crops the record's box with no randomness at all.
+    Randomness is a pure function of ``(seed, epoch, index)``: outputs do not depend on worker
+    count or call order, and a resumed run sees the same augmentations. With ``photometric`` the
+    albumentations pipeline is reseeded per call, so one instance must not serve two threads at
+    once (loader workers are processes, each with its own copy).
+    """
+
+    def __init__(
+        self,
+        input_size_hw: tuple[int, int],
+        skeleton: Skeleton,
+        augmentation: Augmentation | None = None,
+        seed: int = 0,
+    ) -> None:
+        height, width = (int(v) for v in input_size_hw)
+        if height <= 0 or width <= 0:
+            raise ValueError(f"input_size_hw must be positive, got {tuple(input_size_hw)}")
+        self.input_size_hw = (height, width)
+        self.skeleton = skeleton
+        self.augmentation = augmentation
+        self.seed = int(seed)
+        self._flip_permutation = skeleton.flip_permutation
+        self._upper = np.zeros(skeleton.num_joints, dtype=bool)
+        self._upper[list(skeleton.upper_body)] = True
+        self._lower = np.zeros(skeleton.num_joints, dtype=bool)
+        self._lower[list(skeleton.lower_body)] = True
+        self._aspect_ratio = width / height
+        self._lut = _normalisation_lut(np.ones(3))
+        self._photometric = _photometric_pipeline() if augmentation is not None and augmentation.photometric else None
+
+    def __call__(self, image_bgr: np.ndarray, record: PersonRecord, index: int, epoch: int = 0) -> dict:
+        """Crop ``image_bgr`` ``(H0, W0, 3)`` uint8 around ``record``.
+
+        Returns ``image`` float32 tensor ``(3, H, W)`` (RGB, ImageNet-normalised), ``keypoints``
+        ``(K, 2)`` float32 crop pixels, ``visible`` ``(K,)`` float32 0/1, ``matrix`` ``(2, 3)``
+        float64 image -> crop and ``inverse_matrix`` ``(2, 3)`` float64 crop -> image.
+        """
+        height, width = self.input_size_hw
+        center, scale = record.center, record.scale
+        rotation, flip, lut, rng = 0.0, False, self._lut, None
+        if self.augmentation is not None:
+            rng = np.random.default_rng((self.seed, int(epoch), int(index)))
+            center, scale, rotation, flip, gain = self._draw(rng, record)
+            if gain is not None:
+                lut = _normalisation_lut(gain)
+
+        matrix = affine_matrix(center, scale, rotation, (width, height), flip=flip)
+        crop = cv2.warpAffine(
+            image_bgr, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+        )
+        if self._photometric is None:
+            blue, green, red = cv2.split(crop)
+        else:
+            # albumentations 2.x ignores global seeds; hand it this sample's generators.
+            self._photometric.set_random_state(rng, random.Random(int(rng.integers(2**63))))
+            red, green, blue = cv2.split(self._photometric(image=cv2.cvtColor(crop, cv2.COLOR_BGR2RGB))["image"])
+        # BGR -> RGB, HWC -> CHW and normalisation in one pass: a table lookup per channel plane.
+        planes = np.empty((3, height, width), dtype=np.float32)
+        for channel, plane in enumerate((red, green, blue)):
+            cv2.LUT(plane, lut[channel], dst=planes[channel])
+
+        keypoints = transform_points(record.keypoints, matrix).astype(np.float32)
+        visible = np.asarray(record.visible, dtype=np.float32)
+        if flip:
+            keypoints = keypoints[self._flip_permutation]
+            visible = visible[self._flip_permutation]
+        return {
+            "image": torch.from_numpy(planes),
+            "keypoints": keypoints,
+            "visible": visible,
+            "matrix": matrix,
+            "inverse_matrix": invert_affine(matrix),
+        }
+
+    def _draw(
+        self, rng: np.random.Generator, record: PersonRecord
+    ) -> tuple[np.ndarray, np.ndarray, float, bool, np.ndarray | None]:
+        """One sample's centre, scale, rotation, flip and colour gains (``None`` when unused).
+
+        Every draw is made whether or not it is used, so one option never shifts another's values.
+        """
+        aug = self.augmentation
+        # Python floats: scalar arithmetic on them is several times cheaper than on numpy scalars.
+        half_body_draw, rotation_draw, flip_draw = rng.random(3).tolist()
+        half_choice, scale_normal, rotation_normal = rng.standard_normal(3).tolist()
+        gain = rng.uniform(1.0 - aug.colour_scale, 1.0 + aug.colour_scale, 3)
+
+        center, scale = record.center, record.scale
+        if aug.half_body_prob > 0.0 and half_body_draw < aug.half_body_prob:
+            visible = np.asarray(record.visible, dtype=bool)
+            if visible.sum() > aug.half_body_min_joints:
+                center, scale = self._half_body(record, visible, half_choice, center, scale)
+
+        if aug.scale_mode == "linear":
+            factor = min(max(1.0 + aug.scale_sigma * scale_normal, 1.0 - aug.scale_max), 1.0 + aug.scale_max)
+        else:
+            factor = 2.0 ** min(max(aug.scale_sigma * scale_normal, -aug.scale_max), aug.scale_max)
+        scale = np.asarray(scale, dtype=np.float64) * factor
+
+        rotation = 0.0
+        if rotation_draw < aug.rotation_prob:
+            rotation = min(max(aug.rotation_sigma * rotation_normal, -aug.rotation_max), aug.rotation_max)
+        flip = aug.flip and flip_draw < 0.5
+        return center, scale, rotation, flip, (gain if aug.colour_scale > 0.0 else None)
+
+    def _half_body(
+        self, record: PersonRecord, visible: np.ndarray, choice: float, center: np.ndarray, scale: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """HRNet's half-body box (see the module docstring); unchanged when too few joints."""
+        upper = visible & self._upper
+        lower = visible & self._lower
+        if choice < 0.5 and upper.sum() > 2:
+            selected = upper
+        else:
+            selected = lower if lower.sum() > 2 else upper
+        if selected.sum() < 2:
+            return center, scale
+        points = np.asarray(record.keypoints, dtype=np.float64)[selected]
+        w, h = points.max(axis=0) - points.min(axis=0)
+        if w <= 0.0 and h <= 0.0:
+            # Coincident joints give no box (HRNet would divide by zero later).
+            return center, scale
+        if w > self._aspect_ratio * h:
+            h = w / self._aspect_ratio
+        else:
+            w = h * self._aspect_ratio
+        return points.mean(axis=0), np.array([w, h]) / PIXEL_STD * 1.5

@@ -1,0 +1,410 @@
+"""Keypoint codecs: keypoints in crop pixels <-> training targets, and predictions back to keypoints.
+
+Each codec owns both directions of one representation (the mmpose codec idea, see DESIGN.md):
+``HeatmapCodec`` (Gaussian heatmaps; standard or DARK-unbiased encoding; argmax / quarter / DARK
+decoding) and ``RegressionCodec`` (DeepPose box-normalised coordinates). Everything is batched torch,
+runs on the tensors' device, and has no Python loop over samples or joints. ``decode_heatmaps`` is a
+public contract (DESIGN.md "Public contracts") and also accepts numpy.
+
+Sources, fact by fact:
+
+- Crop <-> heatmap pixels: pixel centres sit at integers in both grids (the project convention:
+  the crop spans ``[-0.5, W - 0.5]``, see ``datamodules/transforms.py``), so heatmap pixel ``j`` covers
+  crop pixels ``[j s - 0.5, (j + 1) s - 0.5]`` and ``hm = (x + 0.5) / s - 0.5``, ``x = (hm + 0.5) s - 0.5``
+  with stride ``s`` = input / heatmap size per axis. Deviation from HRNet, which uses ``hm = x / s``
+  and so shifts every prediction by ``(s - 1) / 2`` crop px; that half-pixel bias is what the UDP
+  paper (Huang et al., CVPR'20, Sec. 3) analyses and what HRNet's one-pixel flip shift partly
+  compensates. With aligned grids the mirrored heatmap is exact and the shift is not needed.
+- Standard encoding: HRNet official code (leoxiaobin/deep-high-resolution-net.pytorch),
+  ``lib/dataset/JointsDataset.py`` ``generate_target``: centre rounded to the nearest heatmap pixel
+  (``mu = floor(hm + 0.5)``; HRNet writes ``int(x / stride + 0.5)``), a window of
+  ``6 * sigma + 1`` pixels around ``mu`` holding ``exp(-d^2 / (2 sigma^2))`` (1 at the centre), zero
+  elsewhere; weight 0 when ``ul = floor(mu - 3 sigma) >= size`` or ``br = floor(mu + 3 sigma + 1) < 0`` on
+  either axis, weight = visibility otherwise. For a non-integer ``3 sigma`` the reference crops an
+  asymmetric window; here the window is always the symmetric ``|p - mu| <= 3 sigma`` (identical for
+  sigma 2 and 3, the values HRNet uses).
+- Unbiased encoding: DARK, Zhang et al. CVPR'20, Sec. 3.2 (coordinate encoding), and the DarkPose
+  code (ilovepose/DarkPose) ``lib/dataset/JointsDataset.py`` ``generate_target`` /
+  ``adjust_target_weight``: the Gaussian is centred at the exact (unrounded) ``hm`` and evaluated over the
+  whole heatmap (no window, no truncation); the weight test is the same ``ul``/``br`` test with the
+  unrounded centre.
+- ``argmax``: HRNet ``lib/core/inference.py`` ``get_max_preds``: first maximum, score = peak value,
+  coordinates set to (0, 0) where the peak is not positive.
+- ``quarter``: HRNet ``lib/core/inference.py`` ``get_final_preds`` (``TEST.POST_PROCESS``): move the
+  argmax 0.25 px toward the higher neighbour, per axis, by ``sign(right - left)``. Deviation: the
+  reference requires ``1 < px < W - 1 and 1 < py < H - 1`` jointly; here each axis is shifted wherever
+  both its neighbours exist (``0 < px < W - 1``), so peaks in row/column 1 or on the other axis's border
+  are refined too.
+- ``dark``: DARK paper Sec. 3.1 (distribution modulation with a Gaussian of the training sigma, log
+  transform, second-order Taylor expansion at the maximum) and DarkPose ``lib/core/inference.py``
+  ``gaussian_blur``, ``taylor``, ``get_final_preds``: each map is zero-padded by ``(k - 1) / 2``, blurred
+  with ``cv2.GaussianBlur(map, (k, k), 0)`` (sigma from the cv2 default ``0.3 * ((k - 1) / 2 - 1) + 0.8``,
+  fixed tables for k <= 7: the kernel is taken from ``cv2.getGaussianKernel``), rescaled to its original
+  maximum, clipped at 1e-10 and logged; at the argmax ``(px, py)`` with ``1 < px < W - 2`` and
+  ``1 < py < H - 2``, derivatives ``dx = (f[x+1] - f[x-1]) / 2``, ``dxx = (f[x+2] - 2 f[x] + f[x-2]) / 4``,
+  ``dxy = (f[x+1,y+1] - f[x+1,y-1] - f[x-1,y+1] + f[x-1,y-1]) / 4`` and the offset ``-H^-1 g`` is added
+  unless ``det H == 0``. Scores are the peaks of the unblurred maps. Only the blurred 5x5 window
+  around each peak is computed (see ``_dark_log_values`` for why that is exact). The released configs use
+  ``BLUR_KERNEL: 11`` (also at 384x288 with sigma 3); ``HeatmapCodec`` instead matches the kernel to
+  its sigma as the paper says (11 for sigma 2, 17 for sigma 3) unless ``blur_kernel`` is given.
+- Flip test: HRNet ``lib/utils/transforms.py`` ``flip_back`` (mirror the width axis, swap left/right
+  channels) and ``lib/core/function.py`` ``validate`` (``TEST.SHIFT_HEATMAP``: the flipped heatmap is
+  shifted one pixel right, ``output_flipped[:, :, :, 1:] = output_flipped.clone()[:, :, :, 0:-1]``).
+  Coordinate flip in crop pixels follows the project convention ``x' = (W - 1) - x`` (LAYOUT.md).
+- Regression: DeepPose, Toshev & Szegedy CVPR'14, Sec. 3 ("Pose vectors"): ``N(y; b) = (y - b_c) / b_size``
+  per axis with ``b`` the person box; the box is the crop, spanning ``[-0.5, W - 0.5]`` in crop pixels
+  (centre ``(W - 1) / 2``, size ``W``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import TypeVar
+
+import cv2
+import numpy as np
+import torch
+
+DECODE_METHODS: tuple[str, ...] = ("argmax", "quarter", "dark")
+
+Array = TypeVar("Array", np.ndarray, torch.Tensor)
+
+# DarkPose clips the modulated heatmaps here before the log (lib/core/inference.py get_final_preds).
+_LOG_FLOOR = 1e-10
+
+
+def blur_kernel_for_sigma(sigma: float) -> int:
+    """Odd kernel size whose cv2 default sigma best matches ``sigma``: 11 for 2, 17 for 3 (min 3)."""
+    # cv2 derives sigma = 0.3 * ((k - 1) / 2 - 1) + 0.8 from the kernel size; solve for k.
+    exact = 2.0 * ((sigma - 0.8) / 0.3 + 1.0) + 1.0
+    return max(3, 2 * round((exact - 1.0) / 2.0) + 1)
+
+
+@functools.lru_cache(maxsize=16)
+def _cv2_gaussian_kernel(size: int) -> np.ndarray:
+    """``(size,)`` float64 1-D kernel that ``cv2.GaussianBlur(..., (size, size), 0)`` applies per axis."""
+    return cv2.getGaussianKernel(size, 0).ravel()
+
+
+def _to_tensor(values: np.ndarray | torch.Tensor, name: str) -> tuple[torch.Tensor, bool]:
+    """Tensor view of ``values`` and whether it came in as numpy (to hand numpy back)."""
+    if isinstance(values, np.ndarray):
+        return torch.from_numpy(values), True
+    if isinstance(values, torch.Tensor):
+        return values, False
+    raise TypeError(f"{name} must be a numpy array or a torch tensor, got {type(values).__name__}")
+
+
+def _like_input(values: torch.Tensor, as_numpy: bool) -> np.ndarray | torch.Tensor:
+    return values.cpu().numpy() if as_numpy else values
+
+
+def _float(values: torch.Tensor) -> torch.Tensor:
+    """float64 stays float64 (exact comparisons in tests); everything else computes in float32."""
+    return values if values.dtype == torch.float64 else values.float()
+
+
+def _check_blur_kernel(blur_kernel: int) -> None:
+    if isinstance(blur_kernel, bool) or not isinstance(blur_kernel, int) or blur_kernel < 1 or blur_kernel % 2 == 0:
+        raise ValueError(f"blur_kernel must be a positive odd integer, got {blur_kernel!r}")
+
+
+def _check_finite(maps: torch.Tensor) -> None:
+    """Raise a ValueError naming the first NaN/inf entry of ``maps`` (N, K, H, W)."""
+    # One cheap reduction on the normal path; the element-wise search only runs when it fails
+    # (a non-finite sum can also be an overflow of huge finite values, which is not an error).
+    if bool(torch.isfinite(maps.sum(dim=(2, 3))).all()):
+        return
+    bad = ~torch.isfinite(maps)
+    if bool(bad.any()):
+        first = torch.nonzero(bad)[0].tolist()
+        raise ValueError(
+            f"heatmaps contain {int(bad.sum())} NaN/inf value(s), first at [n, k, y, x] = {first}; "
+            "decoding needs finite heatmaps (did the model diverge?)"
+        )
+
+
+def _gather(flat: torch.Tensor, px: torch.Tensor, py: torch.Tensor, offsets: Sequence[tuple[int, int]],
+            height: int, width: int) -> torch.Tensor:
+    """Values of ``flat`` (N, K, H*W) at ``(px + dx, py + dy)`` for each offset -> (N, K, len(offsets)).
+
+    Positions are clamped into the map; callers only use values where the true position exists.
+    """
+    d = torch.tensor(offsets, dtype=px.dtype, device=px.device)
+    xs = (px.unsqueeze(-1) + d[:, 0]).clamp(0, width - 1)
+    ys = (py.unsqueeze(-1) + d[:, 1]).clamp(0, height - 1)
+    return flat.gather(-1, ys * width + xs)
+
+
+def _band_matrix(kernel: torch.Tensor, rows: int, columns: int, start: int) -> torch.Tensor:
+    """``(rows, columns)`` matrix ``M[i, j] = kernel[j - i - start]`` where that index exists, else 0.
+
+    ``M @ x`` correlates ``x`` (along its first axis) with ``kernel``: with ``start = -radius`` and a
+    square matrix it is the zero-padded ("same") blur, with ``start = 0`` the "valid" blur of a patch.
+    Banded matrix products are much faster than single-channel ``conv2d`` on CPU and fine on GPU.
+    """
+    i = torch.arange(rows, device=kernel.device).unsqueeze(1)
+    j = torch.arange(columns, device=kernel.device).unsqueeze(0)
+    tap = j - i - start
+    exists = (tap >= 0) & (tap < kernel.numel())
+    return torch.where(exists, kernel[tap.clamp(0, kernel.numel() - 1)], 0.0)
+
+
+# Neighbourhood of the Taylor step, (dx, dy): centre, x+-1, x+-2, y+-1, y+-2, the four diagonals.
+_TAYLOR_OFFSETS = ((0, 0), (1, 0), (-1, 0), (2, 0), (-2, 0), (0, 1), (0, -1), (0, 2), (0, -2),
+                   (1, 1), (1, -1), (-1, 1), (-1, -1))
+# The same as indices into the flattened 5x5 window centred on the peak.
+_TAYLOR_WINDOW_INDEX = tuple((dy + 2) * 5 + dx + 2 for dx, dy in _TAYLOR_OFFSETS)
+
+
+def _dark_log_values(maps: torch.Tensor, px: torch.Tensor, py: torch.Tensor, interior: torch.Tensor,
+                     blur_kernel: int) -> torch.Tensor:
+    """DarkPose's modulated log-heatmap at ``_TAYLOR_OFFSETS`` around ``(px, py)`` -> ``(N, K, 13)``.
+
+    DarkPose blurs each whole map (zero padding by the kernel radius, so cv2's border mode never
+    matters), rescales it to the original maximum, clips at 1e-10 and takes the log. Only the 5x5
+    window around the peak feeds the Taylor step, so only that window is blurred here: a patch of
+    ``5 + 2 * radius`` pixels (zeros outside the map) is gathered per joint and blurred "valid".
+    The rescaling factor is one constant per map, which cancels in every finite difference of the
+    log; it matters only where the clip bites. With a positive peak the factor is >= 1 (a normalised
+    non-negative kernel cannot raise the maximum), so windows whose blurred values all stay clear of
+    the floor are never clipped, and the whole-map blur is computed only for the other maps.
+    """
+    n, k, height, width = maps.shape
+    kernel = torch.from_numpy(_cv2_gaussian_kernel(blur_kernel)).to(device=maps.device, dtype=maps.dtype)
+    radius = (blur_kernel - 1) // 2
+    reach = torch.arange(-2 - radius, 3 + radius, device=maps.device)
+    xs = px.unsqueeze(-1) + reach
+    ys = py.unsqueeze(-1) + reach
+    inside = ((ys >= 0) & (ys < height)).unsqueeze(-1) & ((xs >= 0) & (xs < width)).unsqueeze(-2)
+    index = ys.clamp(0, height - 1).unsqueeze(-1) * width + xs.clamp(0, width - 1).unsqueeze(-2)
+    patches = maps.reshape(n, k, height * width).gather(-1, index.reshape(n, k, -1)).reshape(index.shape)
+    valid = _band_matrix(kernel, 5, reach.numel(), start=0)
+    window = valid @ (patches * inside) @ valid.T
+    values = window.reshape(n, k, 25)[..., list(_TAYLOR_WINDOW_INDEX)]
+
+    needs_rescale = interior & ~(values.amin(dim=-1) > 10 * _LOG_FLOOR)
+    if bool(needs_rescale.any()):
+        subset = maps[needs_rescale]
+        blurred = _band_matrix(kernel, height, height, -radius) @ subset @ _band_matrix(kernel, width, width, -radius).T
+        blurred_max = blurred.amax(dim=(1, 2))
+        # An all-zero blur is 0/0 in the reference; such a map stays zero here.
+        nonzero = blurred_max != 0
+        ratio = torch.where(nonzero, subset.amax(dim=(1, 2)) / torch.where(nonzero, blurred_max, 1), 0)
+        values = values.clone()
+        values[needs_rescale] = values[needs_rescale] * ratio.unsqueeze(-1)
+    return values.clamp_min(_LOG_FLOOR).log()
+
+
+def _taylor_offsets(values: torch.Tensor, interior: torch.Tensor) -> torch.Tensor:
+    """DarkPose ``taylor``: Newton step ``-H^-1 g`` -> (N, K, 2); 0 outside ``interior`` or where det H = 0.
+
+    ``values`` (N, K, 13) are the log-heatmap at ``_TAYLOR_OFFSETS``; derivatives in float64.
+    """
+    c, xp, xm, xp2, xm2, yp, ym, yp2, ym2, pp, pm, mp, mm = values.double().unbind(-1)
+    dx = 0.5 * (xp - xm)
+    dy = 0.5 * (yp - ym)
+    dxx = 0.25 * (xp2 - 2 * c + xm2)
+    dyy = 0.25 * (yp2 - 2 * c + ym2)
+    dxy = 0.25 * (pp - pm - mp + mm)
+    det = dxx * dyy - dxy * dxy
+    usable = interior & (det != 0)
+    safe_det = torch.where(usable, det, 1.0)
+    offset_x = -(dyy * dx - dxy * dy) / safe_det
+    offset_y = -(dxx * dy - dxy * dx) / safe_det
+    offsets = torch.stack([offset_x, offset_y], dim=-1)
+    return torch.where(usable.unsqueeze(-1), offsets, 0.0)
+
+
+def decode_heatmaps(heatmaps: Array, method: str = "dark", blur_kernel: int = 11) -> tuple[Array, Array]:
+    """Heatmaps ``(N, K, H, W)`` -> coords ``(N, K, 2)`` as (x, y) heatmap pixels, scores ``(N, K)``.
+
+    Pixel centres are at integers. ``method``: ``argmax`` (the first maximum), ``quarter`` (argmax moved
+    0.25 px toward the higher neighbour per axis) or ``dark`` (DarkPose: blur with ``blur_kernel``, log,
+    one Taylor step). Scores are the peak values of the given maps; where a peak is not positive the
+    coordinates are (0, 0), as in the reference code. numpy in -> numpy out, torch in -> torch out
+    (same device); float64 input decodes in float64, anything else in float32.
+    """
+    if method not in DECODE_METHODS:
+        raise ValueError(f"unknown heatmap decode method {method!r}; valid: {', '.join(DECODE_METHODS)}")
+    _check_blur_kernel(blur_kernel)
+    tensor, as_numpy = _to_tensor(heatmaps, "heatmaps")
+    if tensor.ndim != 4:
+        raise ValueError(f"heatmaps must have shape (N, K, H, W), got {tuple(tensor.shape)}")
+    # Decoding is not differentiable (argmax); never build a graph.
+    maps = _float(tensor.detach())
+    _check_finite(maps)
+    n, k, height, width = maps.shape
+    flat = maps.reshape(n, k, height * width)
+    scores, index = flat.max(dim=-1)
+    positive = scores > 0
+    px = torch.where(positive, index % width, 0)
+    py = torch.where(positive, index // width, 0)
+    coords = torch.stack([px, py], dim=-1).to(maps.dtype)
+
+    if method == "quarter":
+        left, right, up, down = _gather(flat, px, py, ((-1, 0), (1, 0), (0, -1), (0, 1)), height, width).unbind(-1)
+        has_x = (px > 0) & (px < width - 1)
+        has_y = (py > 0) & (py < height - 1)
+        shift_x = torch.where(has_x, torch.sign(right - left), 0) * 0.25
+        shift_y = torch.where(has_y, torch.sign(down - up), 0) * 0.25
+        coords = coords + torch.stack([shift_x, shift_y], dim=-1)
+    elif method == "dark":
+        # DarkPose only steps from peaks at least 2 px inside the map (its derivatives reach 2 px).
+        interior = (px > 1) & (px < width - 2) & (py > 1) & (py < height - 2)
+        values = _dark_log_values(maps, px, py, interior, blur_kernel)
+        coords = (coords.double() + _taylor_offsets(values, interior)).to(maps.dtype)
+    return _like_input(coords, as_numpy), _like_input(scores, as_numpy)
+
+
+def _permutation(flip_permutation: Sequence[int] | np.ndarray | torch.Tensor, joints: int,
+                 device: torch.device) -> torch.Tensor:
+    """``(K,)`` long tensor on ``device``; anything that is not a permutation of range(K) is a ValueError."""
+    if isinstance(flip_permutation, torch.Tensor):
+        perm = flip_permutation.to(device=device, dtype=torch.long)
+    else:
+        perm = torch.as_tensor(np.asarray(flip_permutation), dtype=torch.long, device=device)
+    if perm.shape != (joints,) or not torch.equal(perm.sort().values, torch.arange(joints, device=device)):
+        raise ValueError(f"flip_permutation must be a permutation of range({joints}), got {perm.tolist()}")
+    return perm
+
+
+def flip_heatmaps_back(heatmaps: Array, flip_permutation: Sequence[int] | np.ndarray | torch.Tensor,
+                       shift: bool = False) -> Array:
+    """Heatmaps ``(B, K, h, w)`` of a mirrored crop -> heatmaps of the original crop ``(B, K, h, w)``.
+
+    Mirrors the width axis and swaps left/right joints (``out[:, j] = flipped[:, perm[j]]``); with
+    ``shift`` every column moves one pixel right (column 0 keeps its value), as HRNet's SHIFT_HEATMAP.
+    """
+    maps, as_numpy = _to_tensor(heatmaps, "heatmaps")
+    if maps.ndim != 4:
+        raise ValueError(f"heatmaps must have shape (B, K, h, w), got {tuple(maps.shape)}")
+    out = maps.flip(-1)[:, _permutation(flip_permutation, maps.shape[1], maps.device)]
+    if shift:
+        out = torch.cat([out[..., :1], out[..., :-1]], dim=-1)
+    return _like_input(out, as_numpy)
+
+
+def flip_coordinates(coords: Array, width: int, flip_permutation: Sequence[int] | np.ndarray | torch.Tensor) -> Array:
+    """Coordinates ``(B, K, 2)`` in a crop ``width`` px wide -> mirrored ``(B, K, 2)``.
+
+    x' = (width - 1) - x (pixel centres at integers) and joints swapped: ``out[:, j] = mirrored[:, perm[j]]``.
+    """
+    points, as_numpy = _to_tensor(coords, "coords")
+    if points.ndim != 3 or points.shape[-1] != 2:
+        raise ValueError(f"coords must have shape (B, K, 2), got {tuple(points.shape)}")
+    mirrored = torch.stack([(width - 1) - points[..., 0], points[..., 1]], dim=-1)
+    return _like_input(mirrored[:, _permutation(flip_permutation, points.shape[1], points.device)], as_numpy)
+
+
+def _check_keypoints(keypoints: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+    """Validate ``(B, K, 2)`` keypoints and ``(B, K)`` visibility; returns the annotated mask (B, K)."""
+    if keypoints.ndim != 3 or keypoints.shape[-1] != 2:
+        raise ValueError(f"keypoints must have shape (B, K, 2), got {tuple(keypoints.shape)}")
+    if visible.shape != keypoints.shape[:2]:
+        raise ValueError(f"visible must have shape {tuple(keypoints.shape[:2])} (B, K), got {tuple(visible.shape)}")
+    annotated = visible > 0
+    bad = annotated & ~torch.isfinite(keypoints).all(dim=-1)
+    if bool(bad.any()):
+        raise ValueError(f"annotated keypoints must be finite; non-finite at [b, k] = {torch.nonzero(bad)[0].tolist()}")
+    return annotated
+
+
+class HeatmapCodec:
+    """Gaussian heatmaps (standard integer-centred or DARK unbiased) and their decoding, in crop pixels.
+
+    ``input_size`` and ``heatmap_size`` are (H, W); heatmap px = (crop px + 0.5) / stride - 0.5 per
+    axis with stride = input / heatmap (pixel centres at integers in both grids; see the module
+    docstring), and decoding maps back with crop px = (heatmap px + 0.5) * stride - 0.5.
+    """
+
+    def __init__(self, input_size: tuple[int, int], heatmap_size: tuple[int, int], sigma: float,
+                 unbiased: bool = False, blur_kernel: int | None = None) -> None:
+        if len(input_size) != 2 or len(heatmap_size) != 2 or min(*input_size, *heatmap_size) <= 0:
+            raise ValueError(f"input_size and heatmap_size must be positive (H, W), got {input_size}, {heatmap_size}")
+        if sigma <= 0:
+            raise ValueError(f"sigma must be positive, got {sigma}")
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.heatmap_size = (int(heatmap_size[0]), int(heatmap_size[1]))
+        self.sigma = float(sigma)
+        self.unbiased = unbiased
+        self.blur_kernel = blur_kernel_for_sigma(sigma) if blur_kernel is None else blur_kernel
+        _check_blur_kernel(self.blur_kernel)
+        # (x, y) order, as keypoints.
+        self.stride = (input_size[1] / heatmap_size[1], input_size[0] / heatmap_size[0])
+
+    def encode(self, keypoints: torch.Tensor, visible: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keypoints ``(B, K, 2)`` crop px, visibility ``(B, K)`` -> heatmaps ``(B, K, h, w)``, weights ``(B, K)``.
+
+        Both float32 on the keypoints' device. Weight 0 (and an all-zero map) for unannotated joints and
+        for joints whose 3-sigma window lies wholly outside the heatmap.
+        """
+        kp = torch.as_tensor(keypoints)
+        annotated = _check_keypoints(kp, torch.as_tensor(visible, device=kp.device))
+        height, width = self.heatmap_size
+        kp = torch.where(annotated.unsqueeze(-1), kp.float(), 0.0)
+        mu = (kp + 0.5) / kp.new_tensor(self.stride) - 0.5
+        if not self.unbiased:
+            mu = torch.floor(mu + 0.5)
+        radius = 3.0 * self.sigma
+        upper_left = torch.floor(mu - radius)
+        bottom_right = torch.floor(mu + radius + 1.0)
+        inside = ((upper_left < kp.new_tensor((width, height))) & (bottom_right >= 0)).all(dim=-1)
+        weights = (annotated & inside).float()
+        dx = torch.arange(width, device=kp.device, dtype=torch.float32) - mu[..., :1]
+        dy = torch.arange(height, device=kp.device, dtype=torch.float32) - mu[..., 1:]
+        gx = torch.exp(-dx * dx / (2.0 * self.sigma**2))
+        gy = torch.exp(-dy * dy / (2.0 * self.sigma**2))
+        if not self.unbiased:
+            gx = gx * (dx.abs() <= radius)
+            gy = gy * (dy.abs() <= radius)
+        heatmaps = (gy * weights.unsqueeze(-1)).unsqueeze(-1) * gx.unsqueeze(-2)
+        return heatmaps, weights
+
+    def decode(self, heatmaps: Array, method: str = "dark") -> tuple[Array, Array]:
+        """Heatmaps ``(B, K, h, w)`` -> keypoints ``(B, K, 2)`` in crop px, scores ``(B, K)``.
+
+        ``decode_heatmaps`` with this codec's blur kernel, then (heatmap px + 0.5) * stride - 0.5.
+        """
+        coords, scores = decode_heatmaps(heatmaps, method=method, blur_kernel=self.blur_kernel)
+        offset = tuple(0.5 * s - 0.5 for s in self.stride)
+        return _scale_xy(coords, self.stride, offset), scores
+
+
+def _scale_xy(coords: Array, scale: tuple[float, float], offset: tuple[float, float]) -> Array:
+    """``coords * scale + offset`` per (x, y) for numpy or torch ``(..., 2)``, keeping type and dtype."""
+    if isinstance(coords, np.ndarray):
+        return coords * np.asarray(scale, dtype=coords.dtype) + np.asarray(offset, dtype=coords.dtype)
+    return coords * coords.new_tensor(scale) + coords.new_tensor(offset)
+
+
+class RegressionCodec:
+    """DeepPose box-normalised coordinates: n = (x - box centre) / box size per axis, the box being the crop.
+
+    ``input_size`` is (H, W); the crop spans [-0.5, W - 0.5] x [-0.5, H - 0.5] in crop pixels.
+    """
+
+    def __init__(self, input_size: tuple[int, int]) -> None:
+        if len(input_size) != 2 or min(input_size) <= 0:
+            raise ValueError(f"input_size must be positive (H, W), got {input_size}")
+        height, width = input_size
+        self.input_size = (int(height), int(width))
+        self.centre = ((width - 1) / 2.0, (height - 1) / 2.0)
+        self.size = (float(width), float(height))
+
+    def encode(self, keypoints: torch.Tensor, visible: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keypoints ``(B, K, 2)`` crop px, visibility ``(B, K)`` -> targets ``(B, K, 2)``, weights ``(B, K)``.
+
+        float32; unannotated joints get target 0 and weight 0.
+        """
+        kp = torch.as_tensor(keypoints)
+        annotated = _check_keypoints(kp, torch.as_tensor(visible, device=kp.device))
+        kp = kp.float()
+        targets = (kp - kp.new_tensor(self.centre)) / kp.new_tensor(self.size)
+        targets = torch.where(annotated.unsqueeze(-1), targets, 0.0)
+        return targets, annotated.float()
+
+    def decode(self, normalised: Array) -> Array:
+        """Normalised ``(B, K, 2)`` -> keypoints ``(B, K, 2)`` in crop px (numpy or torch, type kept)."""
+        return _scale_xy(normalised, self.size, self.centre)

@@ -1,0 +1,206 @@
+"""The dataset registry on roots laid out from the real sample data (fixtures linked into tmp_path)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from datamodules.datasets import DATASETS, DatasetNotFoundError, build_dataset
+from datamodules.records import DatasetError
+from datamodules.skeletons import COCO, LSP, MPII
+from tests.datamodules.test_lsp import write_lsp, write_lspet
+from tests.datamodules.test_mpii import HEADBOXES, write_gt_valid
+
+
+def _link_images(source: Path, target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for image in sorted(source.glob("*.jpg")):
+        (target / image.name).symlink_to(image)
+
+
+def make_mpii_root(root: Path, fixtures: Path) -> Path:
+    """MPII layout: annot/{train,valid}.json (the sample persons), annot/gt_valid.mat, images/."""
+    (root / "annot").mkdir(parents=True)
+    shutil.copy(fixtures / "test_mpii.json", root / "annot" / "train.json")
+    shutil.copy(fixtures / "test_mpii.json", root / "annot" / "valid.json")
+    write_gt_valid(root / "annot" / "gt_valid.mat", json.loads((fixtures / "test_mpii.json").read_text()), HEADBOXES)
+    _link_images(fixtures, root / "images")
+    return root
+
+
+def make_coco_root(root: Path, fixtures: Path) -> Path:
+    """COCO layout with only val2017: annotations, images and the person detections."""
+    (root / "annotations").mkdir(parents=True)
+    shutil.copy(fixtures / "test_coco.json", root / "annotations" / "person_keypoints_val2017.json")
+    (root / "person_detection_results").mkdir()
+    shutil.copy(
+        fixtures / "test_coco_det_AP_H_56.json",
+        root / "person_detection_results" / "COCO_val2017_detections_AP_H_56_person.json",
+    )
+    _link_images(fixtures, root / "val2017")
+    return root
+
+
+def make_synthpose_root(root: Path, fixtures: Path) -> Path:
+    """SynthPose layout (images/ shared by mpii/ and coco/) filled with the sample data."""
+    _link_images(fixtures / "mpii", root / "images")
+    _link_images(fixtures / "coco", root / "images")
+    make_mpii_root(root / "mpii", fixtures / "mpii")
+    shutil.rmtree(root / "mpii" / "images")
+    (root / "coco" / "annotations").mkdir(parents=True)
+    for split in ("train", "val"):
+        shutil.copy(fixtures / "coco" / "test_coco.json", root / "coco" / "annotations" / f"person_keypoints_{split}.json")
+    (root / "coco" / "person_detection_results").mkdir()
+    shutil.copy(
+        fixtures / "coco" / "test_coco_det_AP_H_56.json",
+        root / "coco" / "person_detection_results" / "synthpose_val_detections.json",
+    )
+    return root
+
+
+@pytest.fixture()
+def mpii_root(tmp_path: Path, mpii_fixture_dir: Path) -> Path:
+    return make_mpii_root(tmp_path / "mpii", mpii_fixture_dir)
+
+
+@pytest.fixture()
+def coco_root(tmp_path: Path, coco_fixture_dir: Path) -> Path:
+    return make_coco_root(tmp_path / "coco", coco_fixture_dir)
+
+
+def test_mpii_splits(mpii_root: Path) -> None:
+    train = build_dataset("mpii", mpii_root, "train")
+    assert train.skeleton is MPII and train.protocol == "mpii" and len(train) == 5
+    assert train.annotation_files == (mpii_root / "annot" / "train.json",)
+    assert train.mpii_ground_truth is None and train.records[0].headbox is None
+    assert all(Path(r.image).is_file() and Path(r.image).parent == mpii_root / "images" for r in train.records)
+
+    val = build_dataset("mpii", mpii_root, "val")
+    assert val.annotation_files == (mpii_root / "annot" / "valid.json", mpii_root / "annot" / "gt_valid.mat")
+    assert val.mpii_ground_truth is not None and len(val.mpii_ground_truth) == 5
+    np.testing.assert_allclose(val.records[0].headbox, HEADBOXES[0] - 1.0, rtol=0, atol=0)
+
+
+def test_coco_val_gt_and_detection_boxes(coco_root: Path) -> None:
+    gt = build_dataset("coco", coco_root, "val", aspect_ratio=0.75)
+    assert gt.skeleton is COCO and gt.protocol == "coco" and len(gt) == 12
+    assert gt.coco_annotation == coco_root / "annotations" / "person_keypoints_val2017.json"
+    assert gt.image_dir == coco_root / "val2017"
+
+    raw = json.loads((coco_root / "person_detection_results" / "COCO_val2017_detections_AP_H_56_person.json").read_text())
+    det = build_dataset("coco", coco_root, "val", boxes="detections", detection_threshold=0.5)
+    assert len(det) == sum(d["category_id"] == 1 and d["score"] >= 0.5 for d in raw)
+    assert len(det.annotation_files) == 2 and det.coco_annotation == gt.coco_annotation
+    # aspect ratio reaches the boxes: 1.0 makes them square
+    square = build_dataset("coco", coco_root, "val", aspect_ratio=1.0)
+    assert all(r.scale[0] == r.scale[1] for r in square.records)
+
+
+def test_fingerprint_is_stable_and_tracks_annotation_bytes(mpii_root: Path, tmp_path: Path, mpii_fixture_dir: Path) -> None:
+    first = build_dataset("mpii", mpii_root, "val").fingerprint()
+    assert len(first) == 64 and int(first, 16) >= 0
+    assert build_dataset("mpii", mpii_root, "val").fingerprint() == first
+    # Same data elsewhere, same fingerprint (names and bytes, not paths).
+    elsewhere = make_mpii_root(tmp_path / "copy", mpii_fixture_dir)
+    assert build_dataset("mpii", elsewhere, "val").fingerprint() == first
+    assert build_dataset("mpii", mpii_root, "train").fingerprint() != first
+
+    valid = mpii_root / "annot" / "valid.json"
+    valid.write_bytes(valid.read_bytes().replace(b"4.718488", b"4.718489", 1))
+    assert build_dataset("mpii", mpii_root, "val").fingerprint() != first
+
+
+def test_fingerprint_tracks_image_names(coco_root: Path) -> None:
+    dataset = build_dataset("coco", coco_root, "val")
+    before = dataset.fingerprint()
+    assert dataset.image_names() == ["000000000785.jpg", "000000040083.jpg", "000000196141.jpg", "000000197388.jpg"]
+    dataset.records = [r for r in dataset.records if r.image_id != 785]
+    assert dataset.fingerprint() != before
+
+
+def test_unknown_names_list_the_valid_ones(coco_root: Path) -> None:
+    with pytest.raises(DatasetError) as error:
+        build_dataset("mpi", coco_root, "val")
+    assert all(name in str(error.value) for name in DATASETS)
+    for kwargs, valid in (({"split": "test"}, "train, val"), ({"boxes": "dets"}, "gt, detections"), ({"format": "yolo"}, "mpii, coco")):
+        args = {"split": "val"} | kwargs
+        with pytest.raises(DatasetError, match=valid):
+            build_dataset("coco", coco_root, args.pop("split"), **args)
+
+
+def test_missing_annotation_file_says_where_and_how(coco_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(DatasetNotFoundError) as error:
+        build_dataset("coco", coco_root, "train")
+    message = str(error.value)
+    assert str(coco_root / "annotations" / "person_keypoints_train2017.json") in message
+    assert "python -m benchmark data fetch coco --root DIR" in message and "person_keypoints_{train2017,val2017}.json" in message
+
+    (coco_root / "person_detection_results" / "COCO_val2017_detections_AP_H_56_person.json").unlink()
+    with pytest.raises(DatasetNotFoundError, match="COCO_val2017_detections_AP_H_56_person.json"):
+        build_dataset("coco", coco_root, "val", boxes="detections")
+
+    with pytest.raises(DatasetNotFoundError, match=r"python -m benchmark data synth --out DIR") as error:
+        build_dataset("synthpose", tmp_path / "nowhere", "train")
+    assert str(tmp_path / "nowhere" / "mpii" / "annot" / "train.json") in str(error.value)
+    assert "does not exist" in str(error.value)
+
+
+def test_missing_ground_truth_is_reported(mpii_root: Path) -> None:
+    (mpii_root / "annot" / "gt_valid.mat").unlink()
+    with pytest.raises(DatasetNotFoundError, match="gt_valid.mat") as error:
+        build_dataset("mpii", mpii_root, "val")
+    assert "python -m benchmark data fetch mpii" in str(error.value)
+
+
+def test_wrong_joint_count_and_bad_json_name_the_file(mpii_root: Path) -> None:
+    train = mpii_root / "annot" / "train.json"
+    persons = json.loads(train.read_text())
+    persons[2]["joints_vis"] = persons[2]["joints_vis"][:14]
+    train.write_text(json.dumps(persons))
+    with pytest.raises(DatasetError, match=r"entry 2 .* joints_vis of shape \(14,\)") as error:
+        build_dataset("mpii", mpii_root, "train")
+    assert str(train) in str(error.value)
+
+    valid = mpii_root / "annot" / "valid.json"
+    valid.write_text(valid.read_text()[:-40])
+    with pytest.raises(DatasetError, match="not valid JSON") as error:
+        build_dataset("mpii", mpii_root, "val")
+    assert str(valid) in str(error.value)
+
+
+def test_box_option_errors(mpii_root: Path, coco_root: Path) -> None:
+    with pytest.raises(DatasetError, match="COCO-format"):
+        build_dataset("mpii", mpii_root, "val", boxes="detections")
+    with pytest.raises(DatasetError, match="training uses ground-truth boxes"):
+        build_dataset("coco", coco_root, "train", boxes="detections")
+
+
+def test_lsp_standard_split_and_extended(tmp_path: Path) -> None:
+    write_lsp(tmp_path / "lsp")
+    train = build_dataset("lsp", tmp_path / "lsp", "train")
+    val = build_dataset("lsp", tmp_path / "lsp", "val")
+    assert train.skeleton is LSP and train.protocol == "lsp"
+    assert [r.image_id for r in train.records] == [1, 2] and [r.image_id for r in val.records] == [3, 4]
+    assert train.fingerprint() != val.fingerprint()
+
+    write_lspet(tmp_path / "lspet")
+    assert len(build_dataset("lsp_extended", tmp_path / "lspet", "train")) == 2
+    with pytest.raises(DatasetError, match="training data only"):
+        build_dataset("lsp_extended", tmp_path / "lspet", "val")
+
+
+def test_synthpose_both_formats(tmp_path: Path, fixtures_dir: Path) -> None:
+    root = make_synthpose_root(tmp_path / "synth", fixtures_dir)
+    mpii = build_dataset("synthpose", root, "val", format="mpii")
+    assert mpii.protocol == "mpii" and len(mpii) == 5 and mpii.records[0].headbox is not None
+    assert all(Path(r.image).parent == root / "images" and Path(r.image).is_file() for r in mpii.records)
+    coco = build_dataset("synthpose", root, "train", format="coco")
+    assert coco.protocol == "coco" and len(coco) == 12 and coco.image_dir == root / "images"
+    assert all(Path(r.image).is_file() for r in coco.records)
+    det = build_dataset("synthpose", root, "val", format="coco", boxes="detections")
+    assert det.annotation_files[1] == root / "coco" / "person_detection_results" / "synthpose_val_detections.json"
+    assert len(det) == 118
