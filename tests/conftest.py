@@ -34,3 +34,17 @@ def coco_fixture_dir(fixtures_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def mpii_fixture_dir(fixtures_dir: Path) -> Path:
     return _require(fixtures_dir / "mpii")
+
+
+SYNTHPOSE_TRAIN = 400
+SYNTHPOSE_VAL = 60
+
+
+@pytest.fixture(scope="session")
+def synthpose_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SynthPose data set generated once per test session (seed 0; 400 train / 60 val images)."""
+    from datamodules.synthpose import generate_synthpose
+
+    root = tmp_path_factory.mktemp("synthpose") / "data"
+    generate_synthpose(root, num_train=SYNTHPOSE_TRAIN, num_val=SYNTHPOSE_VAL, seed=0, progress=False)
+    return root

@@ -10,7 +10,7 @@ import pytest
 from benchmark.cli import main
 from benchmark.data_check import check_dataset
 from datamodules.datasets import build_dataset
-from tests.datamodules.test_datasets import make_coco_root, make_mpii_root
+from tests.builders import make_coco_root, make_mpii_root
 
 
 @pytest.fixture()

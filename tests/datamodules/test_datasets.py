@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,54 +11,7 @@ import pytest
 from datamodules.datasets import DATASETS, DatasetNotFoundError, build_dataset
 from datamodules.records import DatasetError
 from datamodules.skeletons import COCO, LSP, MPII
-from tests.datamodules.test_lsp import write_lsp, write_lspet
-from tests.datamodules.test_mpii import HEADBOXES, write_gt_valid
-
-
-def _link_images(source: Path, target: Path) -> None:
-    target.mkdir(parents=True, exist_ok=True)
-    for image in sorted(source.glob("*.jpg")):
-        (target / image.name).symlink_to(image)
-
-
-def make_mpii_root(root: Path, fixtures: Path) -> Path:
-    """MPII layout: annot/{train,valid}.json (the sample persons), annot/gt_valid.mat, images/."""
-    (root / "annot").mkdir(parents=True)
-    shutil.copy(fixtures / "test_mpii.json", root / "annot" / "train.json")
-    shutil.copy(fixtures / "test_mpii.json", root / "annot" / "valid.json")
-    write_gt_valid(root / "annot" / "gt_valid.mat", json.loads((fixtures / "test_mpii.json").read_text()), HEADBOXES)
-    _link_images(fixtures, root / "images")
-    return root
-
-
-def make_coco_root(root: Path, fixtures: Path) -> Path:
-    """COCO layout with only val2017: annotations, images and the person detections."""
-    (root / "annotations").mkdir(parents=True)
-    shutil.copy(fixtures / "test_coco.json", root / "annotations" / "person_keypoints_val2017.json")
-    (root / "person_detection_results").mkdir()
-    shutil.copy(
-        fixtures / "test_coco_det_AP_H_56.json",
-        root / "person_detection_results" / "COCO_val2017_detections_AP_H_56_person.json",
-    )
-    _link_images(fixtures, root / "val2017")
-    return root
-
-
-def make_synthpose_root(root: Path, fixtures: Path) -> Path:
-    """SynthPose layout (images/ shared by mpii/ and coco/) filled with the sample data."""
-    _link_images(fixtures / "mpii", root / "images")
-    _link_images(fixtures / "coco", root / "images")
-    make_mpii_root(root / "mpii", fixtures / "mpii")
-    shutil.rmtree(root / "mpii" / "images")
-    (root / "coco" / "annotations").mkdir(parents=True)
-    for split in ("train", "val"):
-        shutil.copy(fixtures / "coco" / "test_coco.json", root / "coco" / "annotations" / f"person_keypoints_{split}.json")
-    (root / "coco" / "person_detection_results").mkdir()
-    shutil.copy(
-        fixtures / "coco" / "test_coco_det_AP_H_56.json",
-        root / "coco" / "person_detection_results" / "synthpose_val_detections.json",
-    )
-    return root
+from tests.builders import HEADBOXES, make_coco_root, make_mpii_root, make_synthpose_root, write_lsp, write_lspet
 
 
 @pytest.fixture()

@@ -4,50 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import scipy.io
 
 from datamodules.lsp import load_lsp
 from datamodules.records import DatasetError
-
-
-def _person(offset: float) -> np.ndarray:
-    """(14, 2) 1-based joints: x = 10 + 2 j + offset, y = 20 + 3 j."""
-    j = np.arange(14, dtype=np.float64)
-    return np.stack([10.0 + 2.0 * j + offset, 20.0 + 3.0 * j], axis=1)
-
-
-def _write_images(root: Path, names: list[str]) -> None:
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    for name in names:
-        cv2.imwrite(str(root / "images" / name), np.full((80, 60, 3), 127, dtype=np.uint8))
-
-
-def write_lsp(root: Path, count: int = 4) -> np.ndarray:
-    """LSP layout: joints (3, 14, N) with LSP's occlusion flag, and its images; returns the (N, 14, 3) values."""
-    _write_images(root, [f"im{i + 1:04d}.jpg" for i in range(count)])
-    values = np.zeros((count, 14, 3))
-    for i in range(count):
-        values[i, :, :2] = _person(float(i))
-    values[1, 4, 2] = 1.0  # LSP flag 1: occluded but annotated
-    scipy.io.savemat(str(root / "joints.mat"), {"joints": np.transpose(values, (2, 1, 0))})
-    return values
-
-
-def write_lspet(root: Path) -> np.ndarray:
-    """LSP-extended layout: joints (14, 3, N) with a visibility flag, and its images."""
-    _write_images(root, [f"im{i + 1:05d}.jpg" for i in range(3)])
-    values = np.zeros((3, 14, 3))
-    for i in range(3):
-        values[i, :, :2] = _person(float(i))
-    values[0, :, 2] = 1.0
-    values[1, 4:, 2] = 1.0  # joints 0-3 not annotated ...
-    values[1, :4, :2] = [[500.0, 900.0]] * 4  # ... and their coordinates are junk
-    # person 2: no joint annotated -> no box -> skipped
-    scipy.io.savemat(str(root / "joints.mat"), {"joints": np.transpose(values, (1, 2, 0))})
-    return values
+from tests.builders import _person, write_lsp, write_lspet
 
 
 def test_lsp_records(tmp_path: Path) -> None:

@@ -16,34 +16,7 @@ from datamodules.mpii import (
     load_mpii_ground_truth,
 )
 from datamodules.records import DatasetError
-
-
-def write_gt_valid(
-    path: Path, persons: list[dict], headboxes_1based: np.ndarray, names: tuple[str, ...] = MAT_JOINT_NAMES
-) -> None:
-    """A gt_valid.mat in the real layout: jnt_missing (16, N), pos_gt_src (16, 2, N), headboxes_src (2, 2, N).
-
-    ``persons`` are MPII JSON entries (1-based joints); ``names`` orders the joints in the file.
-    """
-    order = [MAT_JOINT_NAMES.index(n) for n in names]
-    joints = np.array([p["joints"] for p in persons], dtype=np.float64)[:, order]
-    missing = 1 - np.array([p["joints_vis"] for p in persons], dtype=np.float64)[:, order]
-    cell = np.empty((1, len(names)), dtype=object)
-    for i, n in enumerate(names):
-        cell[0, i] = n
-    scipy.io.savemat(
-        str(path),
-        {
-            "dataset_joints": cell,
-            "jnt_missing": missing.T,
-            "pos_gt_src": np.transpose(joints, (1, 2, 0)),
-            "headboxes_src": np.transpose(headboxes_1based, (1, 2, 0)),
-        },
-    )
-
-
-# Head boxes chosen for the 5 sample persons, 1-based [[x1, y1], [x2, y2]].
-HEADBOXES = np.array([[[100.0 + i, 50.0], [150.0 + i, 120.0 + 2 * i]] for i in range(5)])
+from tests.builders import HEADBOXES, write_gt_valid
 
 
 @pytest.fixture(scope="module")
