@@ -1,0 +1,159 @@
+"""Run records: one JSON per finished run in ``results/runs/``, the leaderboard's only input.
+
+A record holds what DESIGN.md ("Conventions") lists: every metric (per joint too), the resolved
+config and its hash, the seed, the git commit and whether the tree was dirty, package versions,
+the dataset fingerprint, the hardware, wall time and device-hours. It is written atomically
+(temp file in the same directory, then ``os.replace``), so a reader never sees half a record.
+``validate_record`` checks a record against ``SCHEMA`` (field -> type), which the tests and the
+leaderboard use.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+SCHEMA: dict[str, type | tuple[type, ...]] = {
+    "schema_version": int,
+    "run_id": str,
+    "name": str,
+    "variant": str,
+    "method": str,
+    "dataset": dict,
+    "recipe": (str, type(None)),
+    "metrics": dict,
+    "best": dict,
+    "reference": dict,
+    "config": dict,
+    "config_hash": str,
+    "seed": int,
+    "git": dict,
+    "packages": dict,
+    "hardware": dict,
+    "started_at": str,
+    "finished_at": str,
+    "wall_time_s": float,
+    "device_hours": float,
+    "checkpoint": (str, type(None)),
+}
+PACKAGES = ("torch", "pytorch-lightning", "timm", "numpy", "albumentations", "opencv-python-headless",
+            "pycocotools", "omegaconf", "scipy", "wandb", "posebench")
+
+
+def git_state(root: Path | None = None) -> dict[str, Any]:
+    """``{"commit": sha or None, "dirty": bool or None}`` of the checkout containing ``root``."""
+    cwd = Path(root or Path(__file__).resolve().parents[1])
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                                check=True, timeout=10).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                                capture_output=True, text=True, check=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": bool(status.strip())}
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages a result depends on (None when absent)."""
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    import torch
+
+    versions["torch"] = torch.__version__  # carries the build tag (e.g. +cu130) that metadata drops
+    versions["python"] = platform.python_version()
+    return versions
+
+
+def hardware(accelerator: str, devices: int, num_nodes: int) -> dict[str, Any]:
+    """The machine: platform, CPU, core count and the accelerator devices the run used."""
+    import torch
+
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "accelerator": accelerator,
+        "devices": devices,
+        "num_nodes": num_nodes,
+        "torch_threads": torch.get_num_threads(),
+    }
+    if torch.cuda.is_available():
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def validate_record(record: Any) -> None:
+    """Raise ``ValueError`` naming the first missing or mistyped field of a run record."""
+    if not isinstance(record, dict):
+        raise ValueError(f"a run record must be a JSON object, got {type(record).__name__}")
+    for key, kind in SCHEMA.items():
+        if key not in record:
+            raise ValueError(f"run record lacks field {key!r}")
+        value = record[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            continue
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ValueError(f"run record field {key!r} must be {kind}, got {type(value).__name__}")
+    if record["schema_version"] != SCHEMA_VERSION:
+        raise ValueError(f"run record schema_version {record['schema_version']} != {SCHEMA_VERSION}")
+    for stage, table in record["metrics"].items():
+        if not isinstance(table, dict) or not all(v is None or isinstance(v, (int, float)) for v in table.values()):
+            raise ValueError(f"run record metrics[{stage!r}] must map metric names to numbers (or null)")
+    for key in ("name", "fingerprint"):
+        if key not in record["dataset"]:
+            raise ValueError(f"run record dataset lacks {key!r}")
+    for key in ("commit", "dirty"):
+        if key not in record["git"]:
+            raise ValueError(f"run record git lacks {key!r}")
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN: NaN/inf metrics (a joint never annotated) become None."""
+    if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def write_record(record: dict[str, Any], directory: Path | str) -> Path:
+    """Validate ``record`` and write it as ``<directory>/<run_id>.json`` atomically; returns the path."""
+    validate_record(record)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{record['run_id']}.json"
+    payload = json.dumps(_finite(record), indent=2, sort_keys=True, allow_nan=False) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_record(path: Path | str) -> dict[str, Any]:
+    """Load and validate one run record."""
+    with Path(path).open() as f:
+        record = json.load(f)
+    try:
+        validate_record(record)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+    return record

@@ -1,0 +1,133 @@
+"""``python -m benchmark summary``: parameters and GFLOPs of every registered variant, and ``profile model``.
+
+GFLOPs follow the DESIGN.md contract: multiply-accumulates of one forward pass at the variant's
+input size, batch 1, i.e. ``torch.utils.flop_counter.FlopCounterMode``'s FLOP total / 2
+(it counts a multiply-add as 2 FLOPs). ``paper_gflops`` is the paper's own figure where the
+registry has one; papers used other counters, so the two are shown side by side, not compared.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def _build_for_summary(name: str) -> torch.nn.Module:
+    """Variant ``name`` with random weights (no download)."""
+    from models import METHODS, VARIANTS, build
+    from models.registry import accepted_kwargs
+
+    accepted = accepted_kwargs(METHODS[VARIANTS[name].method])
+    return build(name, **({"pretrained": False} if "pretrained" in accepted else {}))
+
+
+def count_gflops(model: torch.nn.Module, input_size: tuple[int, int]) -> float:
+    """Multiply-accumulates (in 1e9) of ``model`` on one ``(1, 3, H, W)`` zero image, in eval mode."""
+    model.eval()
+    parameter = next(model.parameters(), None)
+    image = torch.zeros(1, 3, *input_size, device=parameter.device if parameter is not None else "cpu")
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(image)
+    return counter.get_total_flops() / 2 / 1e9
+
+
+def summarize_variant(name: str) -> dict[str, Any]:
+    """``{name, method, params, gflops, paper_gflops, paper_params, input_size [H, W], tiny, modernized}``."""
+    from models import VARIANTS
+
+    variant = VARIANTS[name]
+    model = _build_for_summary(name)
+    return {
+        "name": name,
+        "method": variant.method,
+        "params": int(sum(p.numel() for p in model.parameters())),
+        "gflops": count_gflops(model, variant.input_size),
+        "paper_gflops": variant.paper_gflops,
+        "paper_params": variant.paper_params,
+        "input_size": list(variant.input_size),
+        "tiny": variant.tiny,
+        "modernized": variant.modernized,
+    }
+
+
+def summary(names: list[str] | None = None) -> list[dict[str, Any]]:
+    """``summarize_variant`` of ``names`` (default: every registered variant, sorted)."""
+    from models import VARIANTS
+
+    chosen = sorted(VARIANTS) if not names else names
+    unknown = [n for n in chosen if n not in VARIANTS]
+    if unknown:
+        raise KeyError(f"unknown variant(s) {', '.join(unknown)}; registered: {', '.join(sorted(VARIANTS))}")
+    return [summarize_variant(name) for name in chosen]
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """A Markdown table of ``summary`` rows."""
+    lines = ["| variant | method | input (H x W) | params (M) | GFLOPs (MACs) | paper GFLOPs | paper params (M) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        paper_g = "–" if r["paper_gflops"] is None else f"{r['paper_gflops']:.1f}"
+        paper_p = "–" if r["paper_params"] is None else f"{r['paper_params']:.1f}"
+        lines.append(f"| {r['name']} | {r['method']} | {r['input_size'][0]}x{r['input_size'][1]} | "
+                     f"{r['params'] / 1e6:.2f} | {r['gflops']:.2f} | {paper_g} | {paper_p} |")
+    return "\n".join(lines)
+
+
+def run_summary(names: list[str] | None, as_json: bool) -> str:
+    """The text ``python -m benchmark summary [--json]`` prints."""
+    rows = summary(names)
+    return json.dumps(rows, indent=2) if as_json else format_table(rows)
+
+
+def profile_model(name: str, batch_size: int = 8, steps: int = 5, warmup: int = 2,
+                  device: str | None = None) -> dict[str, Any]:
+    """Images/s of forward and forward+backward of variant ``name`` at its input size, and peak memory.
+
+    Runs on CUDA when present (else CPU) with random weights and inputs; peak memory is the CUDA
+    allocator's peak (None on CPU). Times are wall-clock means over ``steps`` after ``warmup``.
+    """
+    from models import VARIANTS
+
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    variant = VARIANTS[name]
+    model = _build_for_summary(name).to(dev)
+    image = torch.randn(batch_size, 3, *variant.input_size, device=dev)
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    def timed(fn) -> float:
+        for _ in range(warmup):
+            fn()
+        sync()
+        start = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        sync()
+        return (time.perf_counter() - start) / steps
+
+    def forward() -> None:
+        with torch.no_grad():
+            model(image)
+
+    def forward_backward() -> None:
+        outputs = model(image)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        sum(o.float().mean() for o in outputs).backward()
+        model.zero_grad(set_to_none=True)
+
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    model.eval()
+    fwd = timed(forward)
+    model.train()
+    fwd_bwd = timed(forward_backward)
+    peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
+    return {"name": name, "device": str(dev), "batch_size": batch_size, "input_size": list(variant.input_size),
+            "forward_images_per_s": batch_size / fwd, "forward_backward_images_per_s": batch_size / fwd_bwd,
+            "peak_memory_mib": peak}

@@ -1,0 +1,566 @@
+"""The runner behind ``python -m benchmark train`` and ``evaluate``: build objects, fit, test, record.
+
+Only this module seeds (``pl.seed_everything(seed, workers=True)``); models and the DataModule
+get typed keyword arguments built from the config, never the config itself. A run lives in
+``<output_dir>/<run_name>/<timestamp>/``: ``checkpoints/{last,best}.ckpt``, CSV logs, the
+prediction files of the evaluation callback and ``config.yaml``; the finished run's record goes
+to ``<results_dir>/<run_id>.json`` (benchmark/run_record.py).
+
+Lightning 2.6.6 behaviour this relies on or works around (issue 4, item 7):
+
+- ``save_last=True`` updates ``last.ckpt`` only when a top-k checkpoint is saved; a second
+  unmonitored ``ModelCheckpoint`` writes ``last.ckpt`` every epoch.
+- Checkpoints carry no RNG state unless a callback saves it: ``RNGStateCallback`` stores the
+  torch / numpy / Python (and CUDA) generator states as tensors and plain tuples, so the
+  checkpoint still loads with ``weights_only=True``, and restores them on resume.
+- ``PoseDataModule`` shards its own data (``EpochSampler``), so the Trainer runs with
+  ``use_distributed_sampler=False``; on resume with loader workers the first epoch would replay
+  epoch 0's order, which ``ResumedEpochCallback`` prevents (see its docstring).
+- Under ``strategy=ddp`` Lightning re-launches this script for the other local ranks; they
+  find the run directory in ``POSEBENCH_RUN_DIR`` so every rank writes into the same place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+import os
+import random
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger, Logger
+
+from benchmark import run_record
+from benchmark.config import RunConfig, config_hash, load_config, split_selectors, to_dict, to_yaml
+from benchmark.evaluation import EvaluationCallback
+from datamodules.datamodule import PoseDataModule
+from datamodules.datasets import PoseDataset
+from datamodules.records import DatasetError
+from datamodules.transforms import Augmentation
+
+RUN_DIR_ENV = "POSEBENCH_RUN_DIR"
+CHECKPOINT_KEY = "posebench"
+_SYNTH_WAIT_S = 600
+
+
+class RunError(RuntimeError):
+    """A run cannot start as configured (bad checkpoint, nothing to resume, ...); the message says why."""
+
+
+# ------------------------------------------------------------------------------ RNG state
+
+
+def collect_rng_state() -> dict[str, Any]:
+    """torch, CUDA, numpy and Python RNG states as tensors and plain containers (``weights_only``-safe)."""
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
+                  "cached_gaussian": float(cached)},
+        "python": {"version": int(version), "internal": torch.tensor(internal, dtype=torch.int64), "gauss": gauss},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of ``collect_rng_state``."""
+    torch.set_rng_state(state["torch"])
+    numpy_state = state["numpy"]
+    np.random.set_state(("MT19937", numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],
+                         numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+    python_state = state["python"]
+    random.setstate((python_state["version"], tuple(int(v) for v in python_state["internal"].tolist()),
+                     python_state["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class RNGStateCallback(pl.Callback):
+    """Saves the global RNG states into every checkpoint and restores them when fitting resumes.
+
+    Rank 0's states are saved; all ranks start from the same seed, so they agree.
+    """
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        checkpoint["rng_state"] = collect_rng_state()
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        if "rng_state" in checkpoint:
+            restore_rng_state(checkpoint["rng_state"])
+
+
+class ProvenanceCallback(pl.Callback):
+    """Stores the variant, method and resolved config in every checkpoint (``evaluate`` checks them)."""
+
+    def __init__(self, meta: dict[str, Any]) -> None:
+        self.meta = meta
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        checkpoint[CHECKPOINT_KEY] = self.meta
+
+
+# ------------------------------------------------------------------------------ builders
+
+
+def ensure_synthpose(cfg: RunConfig) -> None:
+    """Generate SynthPose into ``data.root`` when it is the dataset and nothing is there yet.
+
+    Only local rank 0 generates; other ranks (e.g. started by torchrun) wait for the manifest.
+    """
+    if cfg.data.name != "synthpose":
+        return
+    root = Path(cfg.data.root)
+    manifest = root / "synthpose.json"
+    if manifest.is_file():
+        return
+    if int(os.environ.get("LOCAL_RANK", "0")) != 0:
+        deadline = time.monotonic() + _SYNTH_WAIT_S
+        while not manifest.is_file():
+            if time.monotonic() > deadline:
+                raise DatasetError(f"waited {_SYNTH_WAIT_S} s for local rank 0 to generate SynthPose at {root}")
+            time.sleep(1.0)
+        return
+    from datamodules.synthpose import generate_synthpose
+
+    print(f"SynthPose not found at {root}: generating {cfg.data.synth_train} + {cfg.data.synth_val} images "
+          f"(seed {cfg.data.synth_seed})")
+    generate_synthpose(root, num_train=cfg.data.synth_train, num_val=cfg.data.synth_val, seed=cfg.data.synth_seed,
+                       progress=False)
+
+
+def build_augmentation(cfg: RunConfig) -> Augmentation | None:
+    """The ``Augmentation`` of ``cfg.augmentation`` (None when disabled)."""
+    values = dataclasses.asdict(cfg.augmentation)
+    if not values.pop("enabled"):
+        return None
+    return Augmentation(**values)
+
+
+def resolve_input_size(cfg: RunConfig) -> tuple[int, int]:
+    """``model.input_size`` or the variant's; a bare method name needs it set."""
+    from models import VARIANTS
+
+    if cfg.model.input_size is not None:
+        if len(cfg.model.input_size) != 2:
+            raise RunError(f"model.input_size must be [H, W], got {cfg.model.input_size}")
+        return int(cfg.model.input_size[0]), int(cfg.model.input_size[1])
+    if cfg.model.variant in VARIANTS:
+        return VARIANTS[cfg.model.variant].input_size
+    raise RunError(f"model.variant={cfg.model.variant!r} is a method, not a variant: set model.input_size=[H,W]")
+
+
+def method_of(variant: str) -> str:
+    """The method name of a registry variant (or the name itself when it is a method)."""
+    from models import METHODS, VARIANTS
+
+    if variant in VARIANTS:
+        return VARIANTS[variant].method
+    if variant in METHODS:
+        return variant
+    raise RunError(f"unknown model {variant!r}; methods: {', '.join(sorted(METHODS))}; "
+                   f"variants: {', '.join(sorted(VARIANTS))}")
+
+
+class ResumedEpochCallback(pl.Callback):
+    """Makes the first epoch after a resume draw that epoch's order, also with loader workers.
+
+    Lightning 2.6.6 creates the training iterator in ``FitLoop.setup_data``, before the restored
+    epoch is known and before ``set_epoch`` (``FitLoop.on_advance_start``), and does not create it
+    again for the resumed epoch (``_TrainingEpochLoop.on_run_start`` skips ``iter`` while
+    restarting). With ``num_workers > 0`` that iterator prefetches at once, so the resumed epoch
+    would replay epoch 0's order and augmentation (measured: the resumed run ended with other
+    weights). In the first epoch a process trains, if it is not epoch 0, the iterator is created
+    again here, after ``set_epoch``. Uses the private ``fit_loop._data_fetcher``.
+    """
+
+    def __init__(self) -> None:
+        self._first = True
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:  # noqa: D102
+        first, self._first = self._first, False
+        fetcher = getattr(trainer.fit_loop, "_data_fetcher", None)
+        if first and trainer.current_epoch > 0 and fetcher is not None:
+            iter(fetcher)
+
+
+def build_datamodule(cfg: RunConfig, input_size: tuple[int, int]) -> PoseDataModule:
+    """The ``PoseDataModule`` of ``cfg.data`` with the run's seed and augmentation."""
+    d = cfg.data
+    return PoseDataModule(
+        dataset=d.name, root=d.root, input_size=input_size, augmentation=build_augmentation(cfg),
+        batch_size=d.batch_size, val_batch_size=d.val_batch_size, num_workers=d.num_workers,
+        persistent_workers=d.persistent_workers, pin_memory=d.pin_memory, seed=cfg.seed,
+        test_split=d.test_split, val_boxes=d.val_boxes, detection_file=d.detection_file,
+        detection_threshold=d.detection_threshold, data_format=d.format, shuffle=d.shuffle,
+        max_samples=d.max_samples, drop_last=d.drop_last,
+    )
+
+
+def model_kwargs(cfg: RunConfig, dataset: PoseDataset, input_size: tuple[int, int]) -> dict[str, Any]:
+    """Constructor arguments for ``models.build``: skeleton from the data, optimiser and decoding from the config."""
+    o, m = cfg.optim, cfg.model
+    return {
+        "num_joints": dataset.skeleton.num_joints,
+        "flip_pairs": [list(pair) for pair in dataset.skeleton.flip_pairs],
+        "input_size": list(input_size),
+        "optimizer": o.optimizer, "lr": o.lr, "weight_decay": o.weight_decay, "momentum": o.momentum,
+        "schedule": o.schedule, "milestones": list(o.milestones), "gamma": o.gamma, "warmup_epochs": o.warmup_epochs,
+        "flip_test": m.flip_test, "flip_shift": m.flip_shift, "decoder": m.decoder,
+        **dict(m.kwargs),
+    }
+
+
+def _run_name(cfg: RunConfig) -> str:
+    if cfg.run_name:
+        return cfg.run_name
+    data = cfg.data.name + (f"-{cfg.data.format}" if cfg.data.name == "synthpose" else "")
+    return f"{cfg.model.variant}_{data}"
+
+
+def _latest_run_dir(base: Path) -> Path:
+    runs = base.glob("*") if base.is_dir() else []
+    candidates = sorted(p for p in runs if (p / "checkpoints" / "last.ckpt").is_file())
+    if not candidates:
+        raise RunError(f"resume=last: no run with checkpoints/last.ckpt under {base} (set run_name or resume=PATH)")
+    return candidates[-1]
+
+
+def resolve_run_dir(cfg: RunConfig) -> tuple[Path, Path | None]:
+    """``(run_dir, checkpoint to resume or None)``; the same directory on every DDP rank."""
+    base = Path(cfg.output_dir) / _run_name(cfg)
+    resume: Path | None = None
+    if cfg.resume == "last":
+        run_dir = _latest_run_dir(base)
+        resume = run_dir / "checkpoints" / "last.ckpt"
+    elif cfg.resume:
+        resume = Path(cfg.resume)
+        if not resume.is_file():
+            raise RunError(f"resume={cfg.resume}: no such checkpoint file")
+        run_dir = resume.parent.parent if resume.parent.name == "checkpoints" else None
+    else:
+        run_dir = None
+    if os.environ.get(RUN_DIR_ENV) and int(os.environ.get("LOCAL_RANK", "0")) > 0:
+        return Path(os.environ[RUN_DIR_ENV]), resume
+    if run_dir is None:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        # torchrun starts every rank at once: its run id names the directory on all of them.
+        suffix = os.environ.get("TORCHELASTIC_RUN_ID") or uuid.uuid4().hex[:6]
+        run_dir = base / (f"torchrun-{suffix}" if "TORCHELASTIC_RUN_ID" in os.environ else f"{stamp}-{suffix}")
+    os.environ[RUN_DIR_ENV] = str(run_dir)
+    return run_dir, resume
+
+
+def _deterministic(cfg: RunConfig) -> bool | str:
+    value = cfg.trainer.deterministic
+    if value == "auto":
+        on_cpu = cfg.trainer.accelerator == "cpu" or not torch.cuda.is_available()
+        return True if on_cpu else "warn"
+    choices = {"true": True, "false": False, "warn": "warn"}
+    if str(value).lower() not in choices:
+        raise RunError(f"trainer.deterministic must be auto, true, false or warn; got {value!r}")
+    return choices[str(value).lower()]
+
+
+def _has_wandb_key() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        import netrc
+
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def build_loggers(cfg: RunConfig, run_dir: Path) -> list[Logger]:
+    """CSV always; with ``logger=wandb`` also a WandbLogger, offline (into ``wandb/``) without an API key."""
+    loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="logs")]
+    if cfg.logger == "wandb":
+        from pytorch_lightning.loggers import WandbLogger
+
+        loggers.append(WandbLogger(project=cfg.wandb_project, name=run_dir.parent.name, save_dir=".",
+                                   offline=not _has_wandb_key(), config=to_dict(cfg)))
+    elif cfg.logger != "csv":
+        raise RunError(f"logger must be csv or wandb, got {cfg.logger!r}")
+    return loggers
+
+
+@dataclasses.dataclass
+class Run:
+    """Everything a run is made of, built but not started."""
+
+    cfg: RunConfig
+    run_dir: Path
+    resume: Path | None
+    datamodule: PoseDataModule
+    model: pl.LightningModule
+    trainer: pl.Trainer
+    evaluation: EvaluationCallback
+    checkpoint: ModelCheckpoint
+
+
+def build_run(cfg: RunConfig, extra_callbacks: tuple[pl.Callback, ...] = ()) -> Run:
+    """Seed, then build the DataModule, the model, the callbacks and the Trainer of ``cfg``."""
+    import models
+
+    if cfg.trainer.sync_batchnorm and (cfg.trainer.accelerator == "cpu" or not torch.cuda.is_available()):
+        raise RunError("trainer.sync_batchnorm=true needs GPUs (torch's SyncBatchNorm has no CPU implementation)")
+    run_dir, resume = resolve_run_dir(cfg)
+    ensure_synthpose(cfg)
+    pl.seed_everything(cfg.seed, workers=True)
+    input_size = resolve_input_size(cfg)
+    datamodule = build_datamodule(cfg, input_size)
+    datamodule.setup("fit")
+    datamodule.setup("test")
+    model = models.build(cfg.model.variant, **model_kwargs(cfg, datamodule.val_dataset, input_size))
+    if cfg.trainer.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    evaluation = EvaluationCallback(datamodule.val_dataset, run_dir / "predictions", datamodule.test_dataset)
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="best", monitor=evaluation.primary_metric("val"), mode="max",
+        save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False,
+    )
+    # Lightning 2.6.6 refreshes save_last=True's last.ckpt only in steps where a top-k checkpoint was
+    # saved, so a run whose metric stopped improving would resume from a stale epoch. A second,
+    # unmonitored callback overwrites last.ckpt every epoch instead; it comes after the best one so
+    # that last.ckpt carries the updated best score.
+    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1,
+                           auto_insert_metric_name=False, enable_version_counter=False)
+    meta = {"variant": cfg.model.variant, "method": method_of(cfg.model.variant), "config": to_dict(cfg)}
+    t = cfg.trainer
+    trainer = pl.Trainer(
+        default_root_dir=str(run_dir), max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices,
+        strategy=t.strategy, num_nodes=t.num_nodes, precision=t.precision, sync_batchnorm=t.sync_batchnorm,
+        gradient_clip_val=t.gradient_clip_val, accumulate_grad_batches=t.accumulate_grad_batches,
+        log_every_n_steps=t.log_every_n_steps, check_val_every_n_epoch=t.check_val_every_n_epoch,
+        limit_train_batches=t.limit_train_batches, deterministic=_deterministic(cfg), benchmark=t.benchmark,
+        enable_progress_bar=t.enable_progress_bar, logger=build_loggers(cfg, run_dir),
+        callbacks=[evaluation, checkpoint, last, RNGStateCallback(), ResumedEpochCallback(),
+                   ProvenanceCallback(meta), LearningRateMonitor(logging_interval="epoch"), *extra_callbacks],
+        use_distributed_sampler=False, num_sanity_val_steps=0,
+    )
+    if t.compile:
+        model = torch.compile(model)
+    return Run(cfg, run_dir, resume, datamodule, model, trainer, evaluation, checkpoint)
+
+
+# ------------------------------------------------------------------------------ records
+
+
+def _dataset_info(cfg: RunConfig, datamodule: PoseDataModule, stages: tuple[str, ...]) -> dict[str, Any]:
+    datasets = {"train": datamodule.train_dataset, "val": datamodule.val_dataset, "test": datamodule.test_dataset}
+    fingerprints = {stage: datasets[stage].fingerprint() for stage in stages}
+    sizes = {stage: len(datasets[stage]) for stage in stages}
+    return {"name": cfg.data.name, "format": cfg.data.format if cfg.data.name == "synthpose" else None,
+            "root": str(Path(cfg.data.root).resolve()), "val_boxes": cfg.data.val_boxes,
+            "fingerprint": fingerprints, "sizes": sizes}
+
+
+def verdict(cfg: RunConfig, results: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """``{}`` without a reference; else the reference with ``ours``, ``delta`` and ``reproduced``."""
+    ref = cfg.reference
+    if ref.metric is None or ref.value is None:
+        return {}
+    stage, _, name = ref.metric.partition("/")
+    ours = results.get(stage, {}).get(name)
+    out = dataclasses.asdict(ref)
+    out["ours"] = ours
+    out["delta"] = None if ours is None else ours - ref.value
+    out["reproduced"] = bool(ours is not None and ref.tolerance is not None and abs(ours - ref.value) <= ref.tolerance)
+    return out
+
+
+def make_record(run: Run, results: dict[str, dict[str, float]], started: float, wall: float,
+                stages: tuple[str, ...], checkpoint: str | None) -> dict[str, Any]:
+    """The run record of a finished run (see benchmark/run_record.py)."""
+    cfg, trainer = run.cfg, run.trainer
+    world = int(trainer.world_size)
+    best = {}
+    if run.checkpoint.best_model_score is not None:
+        best = {"metric": run.checkpoint.monitor, "value": float(run.checkpoint.best_model_score),
+                "checkpoint": run.checkpoint.best_model_path}
+    accelerator = type(trainer.accelerator).__name__.replace("Accelerator", "").lower()
+    input_size = list(resolve_input_size(cfg))
+    return {
+        **model_summary(cfg, run.model, input_size),
+        "input_size": input_size,
+        "protocol": {"boxes": cfg.data.val_boxes, "flip_test": cfg.model.flip_test, "decoder": cfg.model.decoder},
+        "schema_version": run_record.SCHEMA_VERSION,
+        "run_id": f"{run.run_dir.parent.name}_{run.run_dir.name}",
+        "name": run.run_dir.parent.name,
+        "variant": cfg.model.variant,
+        "method": method_of(cfg.model.variant),
+        "dataset": _dataset_info(cfg, run.datamodule, stages),
+        "recipe": cfg.recipe,
+        "metrics": {stage: dict(table) for stage, table in results.items()},
+        "best": best,
+        "reference": verdict(cfg, results),
+        "config": to_dict(cfg),
+        "config_hash": config_hash(cfg),
+        "seed": int(cfg.seed),
+        "git": run_record.git_state(),
+        "packages": run_record.package_versions(),
+        "hardware": run_record.hardware(accelerator, int(trainer.num_devices), int(trainer.num_nodes)),
+        "started_at": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(),
+        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "wall_time_s": float(wall),
+        "device_hours": float(wall * world / 3600.0),
+        "checkpoint": checkpoint,
+        "epochs": int(trainer.current_epoch),
+        "global_step": int(trainer.global_step),
+        "run_dir": str(run.run_dir),
+    }
+
+
+def model_summary(cfg: RunConfig, model: torch.nn.Module, input_size: list[int]) -> dict[str, Any]:
+    """``{"model": {params, gflops, paper_gflops, modernized, tiny}}`` for the record (the leaderboard reads it)."""
+    from benchmark.summary import count_gflops
+    from models import VARIANTS
+
+    variant = VARIANTS.get(cfg.model.variant)
+    network = getattr(model, "_orig_mod", model)  # the module inside torch.compile's wrapper
+    return {"model": {
+        "params": int(sum(p.numel() for p in network.parameters())),
+        "gflops": count_gflops(network, (input_size[0], input_size[1])),
+        "paper_gflops": variant.paper_gflops if variant else None,
+        "modernized": variant.modernized if variant else False,
+        "tiny": variant.tiny if variant else False,
+    }}
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What ``train`` / ``evaluate`` hand back: metrics per stage, the record path, the verdict."""
+
+    results: dict[str, dict[str, float]]
+    record_path: Path | None
+    run_dir: Path
+    verdict: dict[str, Any]
+    run: Run
+
+
+def _logged_results(trainer: pl.Trainer) -> dict[str, dict[str, float]]:
+    """``{stage: {metric: value}}`` from the Trainer's logged ``val/...`` and ``test/...`` metrics."""
+    results: dict[str, dict[str, float]] = {}
+    for key, value in trainer.callback_metrics.items():
+        stage, _, name = key.partition("/")
+        if stage in ("val", "test") and name != "loss":
+            results.setdefault(stage, {})[name] = float(value)
+    return results
+
+
+def _finish(run: Run, started: float, stages: tuple[str, ...], checkpoint: str | None) -> RunResult:
+    # Under ddp_spawn the callback ran in child processes; only the logged (float32) metrics come back.
+    results = {stage: dict(table) for stage, table in run.evaluation.results.items()} or _logged_results(run.trainer)
+    wall = time.time() - started
+    path = None
+    if run.trainer.is_global_zero and run.cfg.write_record:
+        record = make_record(run, results, started, wall, stages, checkpoint)
+        path = run_record.write_record(record, run.cfg.results_dir)
+    return RunResult(results, path, run.run_dir, verdict(run.cfg, results), run)
+
+
+def train(cfg: RunConfig, extra_callbacks: tuple[pl.Callback, ...] = ()) -> RunResult:
+    """Fit ``cfg`` (resuming when ``cfg.resume`` is set), test, write the run record."""
+    started = time.time()
+    run = build_run(cfg, extra_callbacks)
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    if run.trainer.is_global_zero:
+        (run.run_dir / "config.yaml").write_text(to_yaml(cfg))
+    run.trainer.fit(run.model, datamodule=run.datamodule, ckpt_path=str(run.resume) if run.resume else None)
+    stages: tuple[str, ...] = ("train", "val")
+    if cfg.test_after_fit:
+        run.trainer.test(run.model, datamodule=run.datamodule)
+        stages = ("train", "val", "test")
+    last = run.run_dir / "checkpoints" / "last.ckpt"
+    return _finish(run, started, stages, str(last) if last.is_file() else None)
+
+
+# ------------------------------------------------------------------------------ evaluate
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A training checkpoint loaded with ``weights_only=True``; unreadable files raise ``RunError``."""
+    if not path.is_file():
+        raise RunError(f"ckpt={path}: no such checkpoint file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unpickling failure means the same thing to the user
+        raise RunError(
+            f"ckpt={path}: cannot load it as a PoseBench checkpoint ({type(error).__name__}: {error})"
+        ) from None
+
+
+def evaluate(overrides: list[str]) -> RunResult:
+    """Test the checkpoint ``ckpt=PATH`` on the configured split; the model comes from the checkpoint.
+
+    Without ``method=`` the checkpoint's variant and model settings are used; a ``method=`` of a
+    different method than the checkpoint's fails, saying which method it holds.
+    """
+    selectors, _ = split_selectors(overrides)
+    cfg = load_config(overrides)
+    if not cfg.ckpt:
+        raise RunError("evaluate needs ckpt=PATH (a checkpoint written by python -m benchmark train)")
+    path = Path(cfg.ckpt)
+    checkpoint = load_checkpoint(path)
+    meta = checkpoint.get(CHECKPOINT_KEY)
+    if not isinstance(meta, dict):
+        raise RunError(f"ckpt={path}: not a PoseBench training checkpoint (no '{CHECKPOINT_KEY}' entry)")
+    if "method" in selectors:
+        wanted = method_of(cfg.model.variant)
+        if wanted != meta["method"]:
+            raise RunError(
+                f"ckpt={path} holds a {meta['method']!r} model (variant {meta['variant']!r}) but method="
+                f"{selectors['method']} asks for {wanted!r}; drop method= or pass method={meta['variant']}"
+            )
+    else:
+        saved = meta["config"]["model"]
+        cfg.model.variant = saved["variant"]
+        cfg.model.input_size = saved["input_size"]
+        cfg.model.kwargs = dict(saved["kwargs"])
+    cfg.resume = None
+    cfg.run_name = cfg.run_name or f"eval_{_run_name(cfg)}"
+    started = time.time()
+    run = build_run(cfg)
+    try:
+        run.model.load_state_dict(checkpoint["state_dict"], strict=True)
+    except RuntimeError as error:
+        raise RunError(f"ckpt={path}: its weights do not fit {cfg.model.variant} as configured: {error}") from None
+    run.trainer.test(run.model, datamodule=run.datamodule)
+    return _finish(run, started, ("test",), str(path))
+
+
+def train_from_overrides(overrides: list[str]) -> RunResult:
+    """``python -m benchmark train key=value ...``."""
+    return train(load_config(overrides))
+
+
+def format_results(result: RunResult) -> str:
+    """A short human-readable summary: the headline metrics, the record path and any verdict."""
+    lines = []
+    for stage, table in result.results.items():
+        headline = {k: v for k, v in table.items() if "/" not in k or k.endswith("/Mean") or k.endswith("Mean@0.1")}
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in headline.items() if isinstance(v, float) and math.isfinite(v))
+        lines.append(f"{stage}: {shown}")
+    if result.record_path is not None:
+        lines.append(f"run record: {result.record_path}")
+    lines.append(f"run directory: {result.run_dir}")
+    v = result.verdict
+    if v:
+        status = "REPRODUCED" if v["reproduced"] else "NOT REPRODUCED"
+        ours = "missing" if v["ours"] is None else f"{v['ours']:.4f}"
+        delta = "" if v["delta"] is None else f", delta {v['delta']:+.4f}"
+        lines.append(f"verdict: {status}: {v['metric']} = {ours} vs {v['value']} +- {v['tolerance']}{delta} "
+                     f"({v['source']})")
+    return "\n".join(lines)
