@@ -58,6 +58,37 @@ def _profile_parser(sub: argparse._SubParsersAction) -> None:
     codecs.add_argument("--height", type=int, default=64)
     codecs.add_argument("--width", type=int, default=48)
     codecs.add_argument("--repeats", type=int, default=5)
+    codecs.add_argument("--threads", type=int, default=1, help="torch threads (default one core, like profile data)")
+
+    model = profile_sub.add_parser(
+        "model", help="images/s forward and forward+backward, peak memory (method=VARIANT [batch_size=N steps=N])"
+    )
+    model.add_argument("settings", nargs="*", metavar="key=value",
+                       help="method=VARIANT (required), batch_size=8, steps=5, device=cpu|cuda")
+
+
+def _run_parsers(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser("train", help="train and test a method: train method=NAME data=NAME [key=value ...]")
+    train.add_argument("overrides", nargs="*", metavar="key=value",
+                       help="group selectors (method=, data=, recipe=) and config overrides (trainer.max_epochs=2)")
+    evaluate = sub.add_parser("evaluate", help="test a checkpoint: evaluate ckpt=PATH [key=value ...]")
+    evaluate.add_argument("overrides", nargs="*", metavar="key=value", help="ckpt=PATH and config overrides")
+    summary = sub.add_parser("summary", help="parameters and GFLOPs of every model variant at its input size")
+    summary.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
+    summary.add_argument("--variant", action="append", help="only these variants (repeatable)")
+
+    board = sub.add_parser("leaderboard", help="regenerate LEADERBOARD.md, leaderboard.csv and the plot from run records")
+    board.add_argument("--records", type=Path, default=Path("results/runs"), help="directory of run records")
+    board.add_argument("--out", type=Path, default=Path("results"), help="where the leaderboard goes")
+    board.add_argument("--title", default="PoseBench leaderboard")
+
+    sweep = sub.add_parser("sweep", help="run a wandb-format sweep file locally (grid or random), resuming")
+    sweep.add_argument("file", type=Path, help="sweep YAML, e.g. benchmark/configs/sweeps/architectures.yaml")
+    sweep.add_argument("--dry-run", action="store_true", help="print the runs, start nothing")
+    sweep.add_argument("--gpus", default=None, help="comma-separated GPU ids: one run per GPU in parallel")
+    sweep.add_argument("--records-dir", type=Path, default=Path("results/runs"),
+                       help="where the runs write their records (finished combinations are skipped)")
+    sweep.add_argument("--seed", type=int, default=0, help="seed of a random sweep's draws")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _data_parser(sub)
     _profile_parser(sub)
+    _run_parsers(sub)
     return parser
 
 
@@ -103,22 +135,82 @@ def _run_profile(args: argparse.Namespace) -> int:
         profile_data(args.data, args.root, split=args.split, input_size=tuple(args.input_size), samples=args.samples)
         return 0
     if args.profile_command == "codecs":
+        import torch
+
         from benchmark.profile_codecs import profile_codecs
 
+        torch.set_num_threads(args.threads)
         profile_codecs(batch=args.batch, joints=args.joints, height=args.height, width=args.width, repeats=args.repeats)
         return 0
+    if args.profile_command == "model":
+        return _run_profile_model(args.settings)
     raise AssertionError(args.profile_command)
+
+
+def _run_profile_model(settings: list[str]) -> int:
+    import json
+
+    from benchmark.summary import profile_model
+
+    values = dict(item.split("=", 1) for item in settings if "=" in item)
+    unknown = sorted(set(values) - {"method", "batch_size", "steps", "device"}) + [s for s in settings if "=" not in s]
+    if unknown or "method" not in values:
+        print(f"error: profile model takes method=VARIANT [batch_size=N steps=N device=D]; got {settings}",
+              file=sys.stderr)
+        return 2
+    report = profile_model(values["method"], batch_size=int(values.get("batch_size", 8)),
+                           steps=int(values.get("steps", 5)), device=values.get("device"))
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from benchmark.train import RunError, evaluate, format_results, train_from_overrides
+
+    try:
+        result = train_from_overrides(args.overrides) if args.command == "train" else evaluate(args.overrides)
+    except RunError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if result.run.trainer.is_global_zero:
+        print(format_results(result))
+    # A recipe run outside its reference tolerance is a failed reproduction.
+    return 1 if result.verdict and not result.verdict["reproduced"] else 0
+
+
+def _run_summary(args: argparse.Namespace) -> int:
+    from benchmark.summary import run_summary
+
+    print(run_summary(args.variant, args.json))
+    return 0
+
+
+def _run_leaderboard(args: argparse.Namespace) -> int:
+    from benchmark.leaderboard import generate_leaderboard
+
+    print(f"wrote {generate_leaderboard(args.records, args.out, title=args.title)}")
+    return 0
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
+    from benchmark.sweep import parse_gpus, run_sweep
+
+    gpus = parse_gpus(args.gpus) if args.gpus else None
+    return run_sweep(args.file, dry_run=args.dry_run, gpus=gpus, records_dir=args.records_dir, seed=args.seed)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the sub-command; bad input exits with its message, not a traceback."""
     from datamodules.records import DatasetError
 
+    from benchmark.config import ConfigError
+
     args = build_parser().parse_args(argv)
-    handlers = {"data": _run_data, "profile": _run_profile}
+    handlers = {"data": _run_data, "profile": _run_profile, "train": _run_train, "evaluate": _run_train,
+                "summary": _run_summary, "leaderboard": _run_leaderboard, "sweep": _run_sweep}
     try:
         return handlers[args.command](args)
-    except (DatasetError, FileNotFoundError, KeyError) as error:
+    except (DatasetError, ConfigError, FileNotFoundError, KeyError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

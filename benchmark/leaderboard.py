@@ -1,0 +1,616 @@
+"""The leaderboard: ``LEADERBOARD.md``, ``leaderboard.csv`` and ``leaderboard.png`` from run records alone.
+
+``generate_leaderboard(records_dir, out_dir)`` reads every ``*.json`` run record of
+``records_dir`` (benchmark/run_record.py validates each; a malformed one is an error naming the
+file and the field), groups runs that differ only in their seed, and writes:
+
+- one table per dataset (MPII, COCO, LSP; SynthPose in its own section, one table per format,
+  never mixed with real-dataset rows): method, variant (faithful / modernized, tiny), input size,
+  params, GFLOPs, the evaluation protocol, the primary metrics as mean ± sample std (ddof=1) over
+  the runs with n (no ± when n = 1), the published number the recipe targets, the delta and a
+  verdict (within the recipe's tolerance or not; "no reference" without one, and always for
+  SynthPose, which has no published numbers);
+- per-joint tables (MPII's Head ... Ankle, LSP's 14 joints), a decoding / flip-test ablation
+  table when records carry per-protocol metrics, the training cost (device-hours, hardware);
+- an accuracy-versus-GFLOPs plot (matplotlib Agg) embedded in the markdown;
+- provenance footnotes per row: every run's id, seed, git commit (+ dirty), config hash and the
+  fingerprint of the scored dataset split.
+
+Which runs form a row: same dataset (and SynthPose format), variant, scored stage and *setting*,
+the sha256 of the record's resolved config without the keys that do not change results
+(``RUN_ONLY_KEYS``: the seed, paths, logging). Runs are scored on their ``test`` stage (``val``
+when a run has none). Rows are ranked by the first primary metric, ties by name.
+
+Metric sources (benchmark/evaluation.py): MPII ``PCKh/Mean`` (PCKh@0.5), ``PCKh/Mean@0.1``,
+``PCKh/AUC`` (percent); COCO ``AP AP50 AP75 APM APL AR`` as pycocotools' fractions, shown here in
+percent; LSP ``PCK/Mean`` (PCK@0.2, torso; percent). Protocols and published numbers:
+shared/REFERENCES.md; the reference a record is compared with is the one its recipe wrote into
+``record["reference"]`` (configs/recipe/*.yaml ``reference:`` value, tolerance, source).
+
+Same records, same bytes: records are read in sorted order, every table is sorted, numbers have
+a fixed precision, nothing depends on the time or the absolute paths, and the PNG is saved
+without the ``Software`` metadata (matplotlib writes no timestamp into PNGs). All three files are
+written atomically (temp file in the same directory + ``os.replace``).
+
+Record fields beyond ``run_record.SCHEMA`` are read with defaults (shown as "–" when absent):
+``model`` {params, gflops, paper_gflops, modernized, tiny}, ``input_size`` [H, W],
+``protocol`` {boxes, flip_test, decoder} and ``protocols`` [{stage, decoder, flip_test, metrics}].
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from benchmark import run_record
+
+MARKDOWN_NAME = "LEADERBOARD.md"
+CSV_NAME = "leaderboard.csv"
+PLOT_NAME = "leaderboard.png"
+
+PRIMARY: dict[str, tuple[tuple[str, str], ...]] = {
+    "mpii": (("PCKh@0.5", "PCKh/Mean"), ("PCKh@0.1", "PCKh/Mean@0.1"), ("AUC", "PCKh/AUC")),
+    "coco": (("AP", "AP"), ("AP50", "AP50"), ("AP75", "AP75"), ("APM", "APM"), ("APL", "APL"), ("AR", "AR")),
+    "lsp": (("PCK@0.2", "PCK/Mean"),),
+}
+"""Per protocol: (column label, metric name in ``record["metrics"][stage]``); the first ranks rows."""
+
+DISPLAY_SCALE = {"mpii": 1.0, "coco": 100.0, "lsp": 1.0}
+"""pycocotools reports fractions; the leaderboard shows every metric in percent."""
+
+PER_JOINT: dict[str, tuple[str, ...]] = {
+    "mpii": tuple(f"PCKh/{name}" for name in ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Mean")),
+    "lsp": tuple(f"PCK/{name}" for name in ("r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "r_wrist",
+                                            "r_elbow", "r_shoulder", "l_shoulder", "l_elbow", "l_wrist", "neck",
+                                            "head_top", "Mean")),
+}
+"""Per-joint columns: MPII's standard table (left/right averaged), LSP's joint order (REFERENCES.md)."""
+
+DECODERS = ("argmax", "quarter", "dark")
+REAL_DATASETS = (("mpii", "MPII"), ("coco", "COCO"), ("lsp", "LSP"))
+SYNTHETIC = "synthpose"
+RUN_ONLY_KEYS = ("seed", "run_name", "output_dir", "results_dir", "resume", "ckpt", "logger", "wandb_project",
+                 "test_after_fit", "write_record", "data.root", "data.num_workers", "data.persistent_workers",
+                 "data.pin_memory", "trainer.enable_progress_bar", "trainer.log_every_n_steps")
+"""Config keys that do not change a run's result: runs differing only here share a row."""
+
+DASH = "–"
+
+
+class LeaderboardError(ValueError):
+    """A run record cannot be placed on the leaderboard; the message names the file and the field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One run record as the leaderboard reads it."""
+
+    path: Path
+    record: dict[str, Any]
+    synthetic: bool
+    protocol: str
+    stage: str
+    setting: str
+
+    @property
+    def metrics(self) -> dict[str, float | None]:
+        return self.record["metrics"][self.stage]
+
+
+@dataclasses.dataclass
+class Row:
+    """Runs of one setting (seeds): a line of a dataset table."""
+
+    synthetic: bool
+    protocol: str
+    entries: list[Entry]
+
+    @property
+    def first(self) -> dict[str, Any]:
+        return self.entries[0].record
+
+    def values(self, metric: str) -> list[float]:
+        return [v for v in (e.metrics.get(metric) for e in self.entries) if v is not None]
+
+    def mean(self, metric: str) -> float | None:
+        return mean_std(self.values(metric))[0]
+
+
+# ------------------------------------------------------------------------------ statistics
+
+
+def mean_std(values: Iterable[float]) -> tuple[float | None, float | None, int]:
+    """``(mean, sample std (ddof=1) or None when n < 2, n)``; ``(None, None, 0)`` for no values."""
+    data = [float(v) for v in values]
+    n = len(data)
+    if n == 0:
+        return None, None, 0
+    mean = sum(data) / n
+    if n == 1:
+        return mean, None, 1
+    return mean, (sum((v - mean) ** 2 for v in data) / (n - 1)) ** 0.5, n
+
+
+def fmt(value: float | None, digits: int = 2, sign: bool = False) -> str:
+    """Fixed-precision text; "–" for None; never "-0.00"."""
+    if value is None:
+        return DASH
+    text = f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+    if float(text) == 0.0:
+        text = f"{0.0:+.{digits}f}" if sign else f"{0.0:.{digits}f}"
+    return text
+
+
+def fmt_stat(values: list[float], scale: float) -> str:
+    """``mean ± std`` (``mean`` alone when n = 1) of ``values`` times ``scale``."""
+    mean, std, n = mean_std(v * scale for v in values)
+    if n == 0:
+        return DASH
+    return fmt(mean) if std is None else f"{fmt(mean)} ± {fmt(std)}"
+
+
+# ------------------------------------------------------------------------------ reading
+
+
+def _get(mapping: Any, dotted: str, default: Any = None) -> Any:
+    for key in dotted.split("."):
+        if not isinstance(mapping, dict) or key not in mapping:
+            return default
+        mapping = mapping[key]
+    return mapping
+
+
+def setting_hash(config: dict[str, Any]) -> str:
+    """sha256 of ``config`` without ``RUN_ONLY_KEYS`` (canonical JSON, sorted keys)."""
+    reduced = json.loads(json.dumps(config))
+    for dotted in RUN_ONLY_KEYS:
+        *parents, last = dotted.split(".")
+        node = _get(reduced, ".".join(parents)) if parents else reduced
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return hashlib.sha256(json.dumps(reduced, sort_keys=True).encode()).hexdigest()
+
+
+def _number(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def _check_optional_fields(path: Path, record: dict[str, Any]) -> None:
+    """Type checks of the fields beyond ``run_record.SCHEMA`` that the leaderboard reads."""
+    model = record.get("model", {})
+    if not isinstance(model, dict):
+        raise LeaderboardError(f"{path}: field 'model' must be an object")
+    for key in ("params", "gflops", "paper_gflops"):
+        if not _number(model.get(key)):
+            raise LeaderboardError(f"{path}: field 'model.{key}' must be a number or null, got {model[key]!r}")
+    reference = record["reference"]
+    for key in ("value", "tolerance"):
+        if not _number(reference.get(key)):
+            raise LeaderboardError(f"{path}: field 'reference.{key}' must be a number or null, got {reference[key]!r}")
+    protocols = record.get("protocols", [])
+    if not isinstance(protocols, list):
+        raise LeaderboardError(f"{path}: field 'protocols' must be a list")
+    for i, item in enumerate(protocols):
+        where = f"{path}: field 'protocols[{i}]"
+        if not isinstance(item, dict):
+            raise LeaderboardError(f"{where}' must be an object with decoder, flip_test, metrics")
+        if not isinstance(item.get("decoder"), str):
+            raise LeaderboardError(f"{where}.decoder' must be a string, got {item.get('decoder')!r}")
+        if not isinstance(item.get("flip_test"), bool):
+            raise LeaderboardError(f"{where}.flip_test' must be true or false, got {item.get('flip_test')!r}")
+        if not isinstance(item.get("metrics"), dict) or not all(_number(v) for v in item["metrics"].values()):
+            raise LeaderboardError(f"{where}.metrics' must map metric names to numbers")
+
+
+def read_entry(path: Path) -> Entry:
+    """Read and check one record; ``LeaderboardError`` names ``path`` and the field at fault."""
+    try:
+        record = run_record.read_record(path)
+    except json.JSONDecodeError as error:
+        raise LeaderboardError(f"{path}: not valid JSON ({error})") from None
+    except ValueError as error:
+        raise LeaderboardError(str(error) if str(path) in str(error) else f"{path}: {error}") from None
+    _check_optional_fields(path, record)
+    name = record["dataset"]["name"]
+    synthetic = name == SYNTHETIC
+    if synthetic:
+        protocol = record["dataset"].get("format") or _get(record["config"], "data.format")
+        if protocol not in ("mpii", "coco"):
+            raise LeaderboardError(f"{path}: field 'dataset.format' must be 'mpii' or 'coco' for SynthPose, "
+                                   f"got {protocol!r}")
+    elif name in PRIMARY:
+        protocol = name
+    else:
+        raise LeaderboardError(f"{path}: field 'dataset.name' is {name!r}; the leaderboard knows "
+                               f"{', '.join(sorted([*PRIMARY, SYNTHETIC]))}")
+    metrics = record["metrics"]
+    stage = "test" if metrics.get("test") else "val"
+    if not metrics.get(stage):
+        raise LeaderboardError(f"{path}: field 'metrics' has neither a 'test' nor a 'val' table")
+    primary = PRIMARY[protocol][0][1]
+    if metrics[stage].get(primary) is None:
+        raise LeaderboardError(f"{path}: field 'metrics.{stage}' lacks the primary metric {primary!r}")
+    return Entry(path, record, synthetic, protocol, stage, setting_hash(record["config"]))
+
+
+def read_entries(records_dir: Path) -> list[Entry]:
+    """Every ``*.json`` record of ``records_dir``, in file-name order."""
+    if not records_dir.is_dir():
+        raise LeaderboardError(f"{records_dir}: no such records directory")
+    return [read_entry(path) for path in sorted(records_dir.glob("*.json"))]
+
+
+# ------------------------------------------------------------------------------ rows
+
+
+def _input_size(record: dict[str, Any]) -> str:
+    size = record.get("input_size") or _get(record["config"], "model.input_size") or _get(record, "model.input_size")
+    return f"{size[0]}x{size[1]}" if isinstance(size, (list, tuple)) and len(size) == 2 else DASH
+
+
+def _eval_label(record: dict[str, Any]) -> str:
+    protocol = record.get("protocol") or {}
+    boxes = protocol.get("boxes", _get(record["config"], "data.val_boxes"))
+    flip = protocol.get("flip_test", _get(record["config"], "model.flip_test"))
+    decoder = protocol.get("decoder", _get(record["config"], "model.decoder"))
+    named = {"gt": "GT boxes", "detections": "detected boxes"}
+    parts = [DASH if boxes is None else named.get(boxes, f"{boxes} boxes"),
+             DASH if flip is None else ("flip" if flip else "no flip"), decoder or DASH]
+    return ", ".join(parts)
+
+
+def _kind(record: dict[str, Any]) -> str:
+    model = record.get("model") or {}
+    if "modernized" not in model:
+        return DASH
+    kind = "modernized" if model["modernized"] else "faithful"
+    return f"{kind}, tiny" if model.get("tiny") else kind
+
+
+def _scaled(value: Any, scale: float) -> float | None:
+    return None if value is None else float(value) * scale
+
+
+def group_rows(entries: list[Entry]) -> list[Row]:
+    """Rows (runs of one setting), each with entries sorted by (seed, run id)."""
+    groups: dict[tuple[Any, ...], list[Entry]] = {}
+    for entry in entries:
+        r = entry.record
+        key = (entry.synthetic, entry.protocol, r["method"], r["variant"], entry.stage, entry.setting)
+        groups.setdefault(key, []).append(entry)
+    rows = []
+    for (synthetic, protocol, *_), members in groups.items():
+        members.sort(key=lambda e: (e.record["seed"], e.record["run_id"]))
+        rows.append(Row(synthetic, protocol, members))
+    return rows
+
+
+def rank(rows: list[Row]) -> list[Row]:
+    """Best first by the first primary metric; ties by method, variant, setting."""
+    def key(row: Row) -> tuple[Any, ...]:
+        mean = row.mean(PRIMARY[row.protocol][0][1])
+        return (-(mean if mean is not None else float("-inf")), row.first["method"], row.first["variant"],
+                row.entries[0].stage, row.entries[0].setting)
+
+    return sorted(rows, key=key)
+
+
+def reference(row: Row) -> dict[str, Any] | None:
+    """The row's published reference: ``{label, metric, paper, ours, delta, tolerance, verdict, source}`` (display
+    units), or None (no reference, or SynthPose data)."""
+    if row.synthetic:
+        return None
+    ref = row.first.get("reference") or {}
+    if ref.get("metric") is None or ref.get("value") is None:
+        return None
+    stage, _, name = str(ref["metric"]).partition("/")
+    values = [v for v in (e.record["metrics"].get(stage, {}).get(name) for e in row.entries) if v is not None]
+    ours = mean_std(values)[0]
+    tolerance = ref.get("tolerance")
+    reproduced = ours is not None and tolerance is not None and abs(ours - ref["value"]) <= tolerance
+    scale = DISPLAY_SCALE[row.protocol]
+    label = next((lab for lab, key in PRIMARY[row.protocol] if key == name), name)
+    tol = DASH if tolerance is None else fmt(tolerance * scale)
+    return {
+        "label": label, "metric": ref["metric"], "paper": ref["value"] * scale, "ours": _scaled(ours, scale),
+        "delta": None if ours is None else (ours - ref["value"]) * scale, "tolerance": _scaled(tolerance, scale),
+        "verdict": f"reproduced (±{tol})" if reproduced else f"not reproduced (±{tol})",
+        "source": ref.get("source") or "",
+    }
+
+
+# ------------------------------------------------------------------------------ markdown
+
+
+def _table(header: list[str], lines: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(cells) + " |" for cells in lines]
+    return out + [""]
+
+
+def _hardware(record: dict[str, Any]) -> str:
+    hw = record["hardware"]
+    count = int(hw.get("devices") or 1) * int(hw.get("num_nodes") or 1)
+    if hw.get("gpus") and hw.get("accelerator") in ("cuda", "gpu"):
+        return f"{count}x {hw['gpus'][0]}"
+    return f"CPU {hw.get('processor') or DASH} ({hw.get('cpu_count') or DASH} cores)"
+
+
+def _fingerprint(entry: Entry) -> str:
+    fingerprint = entry.record["dataset"]["fingerprint"]
+    if isinstance(fingerprint, dict):
+        if entry.stage in fingerprint and fingerprint[entry.stage]:
+            return str(fingerprint[entry.stage])[:12]
+        return " ".join(f"{k}:{str(v)[:12]}" for k, v in sorted(fingerprint.items()))
+    return str(fingerprint)[:12]
+
+
+def _footnote(number: int, row: Row) -> str:
+    first = row.entries[0]
+    head = (f"[^{number}]: `{first.record['variant']}`, {first.stage} stage, recipe "
+            f"{first.record['recipe'] or DASH}, setting `{first.setting[:12]}`: ")
+    runs = []
+    for e in row.entries:
+        r = e.record
+        commit = (r["git"].get("commit") or DASH)[:12] + (" (dirty)" if r["git"].get("dirty") else "")
+        runs.append(f"seed {r['seed']} run `{r['run_id']}` commit `{commit}` config `{r['config_hash'][:12]}` "
+                    f"data `{_fingerprint(e)}`")
+    return head + "; ".join(runs) + "."
+
+
+def _main_table(rows: list[Row], footnotes: list[str]) -> list[str]:
+    protocol = rows[0].protocol
+    scale = DISPLAY_SCALE[protocol]
+    header = ["method", "variant", "kind", "input", "params (M)", "GFLOPs (paper)", "evaluation",
+              *[label for label, _ in PRIMARY[protocol]], "n", "paper", "Δ", "verdict"]
+    lines = []
+    for row in rows:
+        r = row.first
+        model = r.get("model") or {}
+        params = model.get("params")
+        gflops = fmt(model.get("gflops")) + f" ({fmt(model.get('paper_gflops'), 1)})"
+        footnotes.append(_footnote(len(footnotes) + 1, row))
+        ref = reference(row)
+        metrics = []
+        for _, key in PRIMARY[protocol]:
+            values = row.values(key)
+            text = fmt_stat(values, scale)
+            metrics.append(text if len(values) in (0, len(row.entries)) else f"{text} (n={len(values)})")
+        lines.append([
+            r["method"], f"{r['variant']}[^{len(footnotes)}]", _kind(r), _input_size(r),
+            DASH if params is None else fmt(params / 1e6), gflops, _eval_label(r), *metrics, str(len(row.entries)),
+            DASH if ref is None else f"{fmt(ref['paper'])} ({ref['label']})",
+            DASH if ref is None else fmt(ref["delta"], sign=True),
+            "no reference" if ref is None else ref["verdict"],
+        ])
+    return _table(header, lines)
+
+
+def _per_joint_table(rows: list[Row]) -> list[str]:
+    protocol = rows[0].protocol
+    keys = PER_JOINT.get(protocol)
+    if keys is None or not any(row.values(k) for row in rows for k in keys[:-1]):
+        return []
+    labels = [k.split("/", 1)[1] for k in keys]
+    lines = [[row.first["method"], row.first["variant"], *[fmt(row.mean(k)) for k in keys]] for row in rows]
+    metric = "PCKh@0.5" if protocol == "mpii" else "PCK@0.2"
+    return [f"Per joint ({metric}, mean over runs):", "", *_table(["method", "variant", *labels], lines)]
+
+
+def _protocol_means(row: Row, metric: str) -> dict[tuple[str, bool], tuple[float | None, int]]:
+    cells: dict[tuple[str, bool], list[float]] = {}
+    for e in row.entries:
+        for item in e.record.get("protocols") or []:
+            value = (item.get("metrics") or {}).get(metric)
+            if item.get("stage", e.stage) == e.stage and value is not None:
+                cells.setdefault((str(item["decoder"]), bool(item["flip_test"])), []).append(value)
+    return {key: mean_std(values)[::2] for key, values in cells.items()}
+
+
+def _ablation_table(rows: list[Row]) -> list[str]:
+    protocol = rows[0].protocol
+    label, metric = PRIMARY[protocol][0]
+    scale = DISPLAY_SCALE[protocol]
+    lines = []
+    for row in rows:
+        cells = _protocol_means(row, metric)
+        decoders = sorted({d for d, _ in cells},
+                          key=lambda d: (DECODERS.index(d) if d in DECODERS else len(DECODERS), d))
+        for decoder in decoders:
+            texts = []
+            for flip in (False, True):
+                mean, n = cells.get((decoder, flip), (None, 0))
+                texts.append(DASH if mean is None else f"{fmt(mean * scale)} (n={n})")
+            lines.append([row.first["method"], row.first["variant"], decoder, *texts])
+    if not lines:
+        return []
+    return [f"Decoding and flip test ({label}, mean over runs, same forward passes):", "",
+            *_table(["method", "variant", "decoder", "flip off", "flip on"], lines)]
+
+
+def _dataset_section(title: str, rows: list[Row], footnotes: list[str], level: str) -> list[str]:
+    return [f"{level} {title}", "", *_main_table(rows, footnotes), *_per_joint_table(rows), *_ablation_table(rows)]
+
+
+def _cost_table(tables: list[tuple[str, list[Row]]]) -> list[str]:
+    lines = []
+    for title, rows in tables:
+        for row in rows:
+            hours = [float(e.record["device_hours"]) for e in row.entries]
+            hardware = sorted({_hardware(e.record) for e in row.entries})
+            lines.append([title, row.first["method"], row.first["variant"], str(len(hours)), fmt(sum(hours), 3),
+                          fmt(sum(hours) / len(hours), 3), "; ".join(hardware)])
+    return ["## Training cost", "",
+            *_table(["dataset", "method", "variant", "runs", "device-hours", "per run", "hardware"], lines)]
+
+
+def _tables(rows: list[Row]) -> list[tuple[str, list[Row]]]:
+    """``(title, ranked rows)`` per table: real datasets first, then SynthPose per format."""
+    out = []
+    for protocol, title in REAL_DATASETS:
+        chosen = [r for r in rows if not r.synthetic and r.protocol == protocol]
+        if chosen:
+            out.append((title, rank(chosen)))
+    for protocol in ("mpii", "coco"):
+        chosen = [r for r in rows if r.synthetic and r.protocol == protocol]
+        if chosen:
+            out.append((f"SynthPose ({protocol.upper()} format)", rank(chosen)))
+    return out
+
+
+INTRO = (
+    "Metrics are the mean ± sample standard deviation over runs (seeds) with n runs; no ± when n = 1. "
+    "Each run is scored on its test stage (val when it has none); all metrics are in percent "
+    "(COCO AP/AR from pycocotools' fractions). GFLOPs are multiply-accumulates counted by "
+    "`torch.utils.flop_counter` at the input size, with the paper's own figure in parentheses. "
+    "\"paper\" is the published number the run's recipe targets (benchmark/configs/recipe), "
+    "Δ = ours − paper, and the verdict says whether the mean is within the recipe's tolerance. "
+    "Footnotes give every run's provenance: run id, git commit, config hash, dataset fingerprint."
+)
+
+
+def render_markdown(entries: list[Entry], title: str) -> str:
+    """The whole ``LEADERBOARD.md`` text for ``entries``."""
+    tables = _tables(group_rows(entries))
+    out = [f"# {title}", "",
+           "<!-- Generated by `python -m benchmark leaderboard` from the run records; do not edit by hand. -->", "",
+           f"{len(entries)} run records, {sum(len(rows) for _, rows in tables)} rows.", "", INTRO, "",
+           f"![accuracy versus GFLOPs]({PLOT_NAME})", ""]
+    footnotes: list[str] = []
+    real = [(t, rows) for t, rows in tables if not rows[0].synthetic]
+    synthetic = [(t, rows) for t, rows in tables if rows[0].synthetic]
+    for table_title, rows in real:
+        out += _dataset_section(table_title, rows, footnotes, "##")
+    if synthetic:
+        out += ["## SynthPose", "",
+                "Synthetic data generated by PoseBench (`python -m benchmark data synth`): a sanity check of "
+                "the pipeline, never compared with published numbers or with the real-dataset rows.", ""]
+        for table_title, rows in synthetic:
+            out += _dataset_section(table_title, rows, footnotes, "###")
+    if tables:
+        out += _cost_table(tables)
+        out += ["## Provenance", "", *footnotes, ""]
+    else:
+        out += ["No run records yet.", ""]
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+# ------------------------------------------------------------------------------ CSV and plot
+
+
+CSV_COLUMNS = ("section", "dataset", "protocol", "stage", "method", "variant", "kind", "input_size", "params_m",
+               "gflops", "paper_gflops", "evaluation", "setting", "metric", "mean", "std", "n", "paper", "delta",
+               "verdict", "device_hours", "run_ids", "commits", "config_hashes")
+
+
+def render_csv(entries: list[Entry]) -> str:
+    """``leaderboard.csv``: one line per (row, primary metric), metrics in percent, 4 decimals."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for title, rows in _tables(group_rows(entries)):
+        for row in rows:
+            r = row.first
+            model = r.get("model") or {}
+            ref = reference(row)
+            scale = DISPLAY_SCALE[row.protocol]
+            for label, key in PRIMARY[row.protocol]:
+                mean, std, n = mean_std(v * scale for v in row.values(key))
+                own_ref = ref is not None and ref["metric"].partition("/")[2] == key
+                writer.writerow([
+                    "synthpose" if row.synthetic else "real", title, row.protocol, row.entries[0].stage,
+                    r["method"], r["variant"], _kind(r).replace(DASH, ""), _input_size(r).replace(DASH, ""),
+                    "" if model.get("params") is None else fmt(model["params"] / 1e6, 4),
+                    "" if model.get("gflops") is None else fmt(model["gflops"], 4),
+                    "" if model.get("paper_gflops") is None else fmt(model["paper_gflops"], 4),
+                    _eval_label(r), row.entries[0].setting[:12], label,
+                    "" if mean is None else fmt(mean, 4), "" if std is None else fmt(std, 4), n,
+                    fmt(ref["paper"], 4) if own_ref else "",
+                    fmt(ref["delta"], 4, sign=True) if own_ref and ref["delta"] is not None else "",
+                    ref["verdict"] if own_ref else "",
+                    fmt(sum(float(e.record["device_hours"]) for e in row.entries), 4),
+                    ";".join(e.record["run_id"] for e in row.entries),
+                    ";".join(e.record["git"].get("commit") or "" for e in row.entries),
+                    ";".join(e.record["config_hash"] for e in row.entries),
+                ])
+    return buffer.getvalue()
+
+
+def render_plot(entries: list[Entry]) -> bytes:
+    """PNG bytes: first primary metric (mean ± std) versus our GFLOPs, one panel per table."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    panels = []
+    for title, rows in _tables(group_rows(entries)):
+        label, key = PRIMARY[rows[0].protocol][0]
+        scale = DISPLAY_SCALE[rows[0].protocol]
+        points = []
+        for row in rows:
+            gflops = (row.first.get("model") or {}).get("gflops")
+            mean, std, _ = mean_std(v * scale for v in row.values(key))
+            if gflops is not None and gflops > 0 and mean is not None:
+                points.append((float(gflops), mean, std or 0.0, row.first["variant"]))
+        panels.append((title, label, points))
+    columns = min(2, max(1, len(panels)))
+    grid_rows = max(1, -(-len(panels) // columns))
+    figure = Figure(figsize=(5.5 * columns, 4.0 * grid_rows), dpi=100)
+    FigureCanvasAgg(figure)
+    if not panels:
+        figure.text(0.5, 0.5, "no run records", ha="center", va="center")
+    for i, (title, label, points) in enumerate(panels):
+        axes = figure.add_subplot(grid_rows, columns, i + 1)
+        axes.set_title(title)
+        axes.set_xlabel("GFLOPs (multiply-accumulates)")
+        axes.set_ylabel(f"{label} (%)")
+        if not points:
+            axes.text(0.5, 0.5, "no GFLOPs in the records", ha="center", va="center", transform=axes.transAxes)
+            continue
+        xs, ys, errors, _ = zip(*points)
+        axes.errorbar(xs, ys, yerr=errors, fmt="o", capsize=3)
+        for x, y, _, name in sorted(points, key=lambda p: (p[3], p[0], p[1])):
+            axes.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        axes.set_xscale("log")
+        axes.grid(True, which="both", alpha=0.3)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+# ------------------------------------------------------------------------------ writing
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the leaderboard is for everyone to read
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def generate_leaderboard(records_dir: Path, out_dir: Path, *, title: str = "PoseBench leaderboard") -> Path:
+    """Regenerate ``LEADERBOARD.md``, ``leaderboard.csv`` and ``leaderboard.png`` in ``out_dir`` from the
+    records in ``records_dir``; returns the markdown path. Every file is built before any is written."""
+    records_dir, out_dir = Path(records_dir), Path(out_dir)
+    entries = read_entries(records_dir)
+    markdown = render_markdown(entries, title).encode("utf-8")
+    table = render_csv(entries).encode("utf-8")
+    plot = render_plot(entries)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out_dir / PLOT_NAME, plot)
+    _atomic_write(out_dir / CSV_NAME, table)
+    _atomic_write(out_dir / MARKDOWN_NAME, markdown)
+    return out_dir / MARKDOWN_NAME

@@ -1,0 +1,138 @@
+"""The generated leaderboard: byte-exact against committed files, statistics, sections, bad records.
+
+The records in ``data/leaderboard/records/`` are a fixed, small set: three seeds of Hourglass-8
+on MPII (with a recipe reference and per-protocol metrics), one SimpleBaseline MPII run with
+only a val stage and no model fields, two COCO seeds with detections, and two SynthPose runs.
+``data/leaderboard/expected/`` holds the markdown and CSV they must give. Regenerate the
+expected files only deliberately, after reading the diff:
+``python -c "from pathlib import Path; from benchmark.leaderboard import generate_leaderboard;
+generate_leaderboard(Path('tests/benchmark/data/leaderboard/records'),
+Path('tests/benchmark/data/leaderboard/expected'))"`` (then delete the PNG there).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from benchmark.leaderboard import (
+    CSV_NAME,
+    MARKDOWN_NAME,
+    PLOT_NAME,
+    LeaderboardError,
+    fmt_stat,
+    generate_leaderboard,
+    mean_std,
+)
+
+DATA = Path(__file__).parent / "data" / "leaderboard"
+RECORDS = DATA / "records"
+EXPECTED = DATA / "expected"
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("leaderboard")
+    assert generate_leaderboard(RECORDS, out) == out / MARKDOWN_NAME
+    return out
+
+
+def _row(markdown: str, cell: str) -> list[str]:
+    """The cells of the first table line whose second cell starts with ``cell``."""
+    for line in markdown.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("|") and len(cells) > 1 and cells[1].startswith(cell):
+            return cells
+    raise AssertionError(f"no table row for {cell}")
+
+
+def test_markdown_and_csv_match_the_committed_files_byte_for_byte(generated: Path) -> None:
+    assert (generated / MARKDOWN_NAME).read_bytes() == (EXPECTED / MARKDOWN_NAME).read_bytes()
+    assert (generated / CSV_NAME).read_bytes() == (EXPECTED / CSV_NAME).read_bytes()
+    assert (generated / PLOT_NAME).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_regenerating_gives_the_same_bytes_for_every_file(generated: Path, tmp_path: Path) -> None:
+    # Records copied elsewhere and read again: neither paths nor time may leak into the output.
+    records = tmp_path / "elsewhere"
+    shutil.copytree(RECORDS, records)
+    generate_leaderboard(records, tmp_path / "out")
+    for name in (MARKDOWN_NAME, CSV_NAME, PLOT_NAME):
+        assert (tmp_path / "out" / name).read_bytes() == (generated / name).read_bytes(), name
+    assert not [p.name for p in (tmp_path / "out").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_mean_std_and_n_over_three_seeds(generated: Path) -> None:
+    # PCKh@0.5 of seeds 0/1/2: 88.1, 88.5, 88.9 -> mean 88.5; deviations -0.4, 0, 0.4 ->
+    # sample variance (0.16 + 0 + 0.16) / 2 = 0.16 -> std 0.4. PCKh@0.1: 30, 31, 35 -> mean 32,
+    # variance (4 + 1 + 9) / 2 = 7 -> std 2.6458. Paper 88.78: delta -0.28, within 1.0.
+    mean, std, n = mean_std([88.1, 88.5, 88.9])
+    assert n == 3 and mean == pytest.approx(88.5, abs=1e-12) and std == pytest.approx(0.4, abs=1e-12)
+    assert mean_std([30.0, 31.0, 35.0]) == (32.0, pytest.approx(7 ** 0.5, abs=1e-12), 3)
+    assert mean_std([89.0]) == (89.0, None, 1)
+    assert mean_std([]) == (None, None, 0)
+    assert fmt_stat([0.690, 0.694], 100.0) == "69.20 ± 0.28"
+    cells = _row((generated / MARKDOWN_NAME).read_text(), "hourglass-8[")
+    assert cells[7:14] == ["88.50 ± 0.40", "32.00 ± 2.65", "60.00 ± 0.00", "3", "88.78 (PCKh@0.5)", "-0.28",
+                           "reproduced (±1.00)"]
+    single = _row((generated / MARKDOWN_NAME).read_text(), "simplebaseline-res50[^1]")
+    assert single[7:11] == ["89.00", "33.00", "61.50", "1"]  # n = 1: no ±
+    coco = _row((generated / MARKDOWN_NAME).read_text(), "simplebaseline-res50[^3]")
+    assert coco[7] == "69.20 ± 0.28" and coco[13:16] == ["2", "70.40 (AP)", "-1.20"]
+    assert coco[16] == "not reproduced (±0.70)"
+
+
+def test_synthpose_rows_have_their_own_section(generated: Path) -> None:
+    markdown = (generated / MARKDOWN_NAME).read_text()
+    real, synthetic = markdown.split("## SynthPose\n", 1)
+    assert "-tiny" not in real.split("## Training cost")[0]
+    assert "hourglass-tiny[" in synthetic and "simplebaseline-tiny[" in synthetic
+    assert "hourglass-8[" not in synthetic.split("## Training cost")[0]
+    # The SynthPose MPII record carries the Hourglass recipe reference; it is never compared.
+    assert _row(synthetic, "hourglass-tiny[")[-3:] == ["–", "–", "no reference"]
+    lines = (generated / CSV_NAME).read_text().splitlines()[1:]
+    assert {line.split(",")[0] for line in lines if "-tiny" in line} == {"synthpose"}
+    assert {line.split(",")[0] for line in lines if "-tiny" not in line} == {"real"}
+
+
+def _copy_with(tmp_path: Path, name: str, text: str) -> Path:
+    records = tmp_path / "records"
+    shutil.copytree(RECORDS, records)
+    (records / name).write_text(text)
+    return records
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda r: r.pop("seed"), "'seed'"),
+        (lambda r: r.update(device_hours="ten"), "'device_hours'"),
+        (lambda r: r["dataset"].update(name="flic"), "'dataset.name'"),
+        (lambda r: r["metrics"]["test"].pop("PCKh/Mean"), "'PCKh/Mean'"),
+        (lambda r: r["model"].update(gflops="27"), "'model.gflops'"),
+        (lambda r: r["protocols"][2].pop("flip_test"), "'protocols[2].flip_test'"),
+    ],
+)
+def test_a_malformed_record_is_rejected_naming_file_and_field(tmp_path: Path, change, field: str) -> None:
+    record = json.loads((RECORDS / "hourglass-8_mpii_s1.json").read_text())
+    change(record)
+    records = _copy_with(tmp_path, "hourglass-8_mpii_s1.json", json.dumps(record))
+    with pytest.raises(LeaderboardError) as error:
+        generate_leaderboard(records, tmp_path / "out")
+    assert "hourglass-8_mpii_s1.json" in str(error.value) and field in str(error.value)
+    assert not (tmp_path / "out").exists()  # nothing is written when a record is bad
+
+
+def test_a_record_that_is_not_json_is_rejected_naming_the_file(tmp_path: Path) -> None:
+    records = _copy_with(tmp_path, "broken.json", '{"schema_version": 1,')
+    with pytest.raises(LeaderboardError, match=r"broken\.json: not valid JSON"):
+        generate_leaderboard(records, tmp_path / "out")
+
+
+def test_no_records_gives_an_empty_leaderboard(tmp_path: Path) -> None:
+    (tmp_path / "runs").mkdir()
+    text = generate_leaderboard(tmp_path / "runs", tmp_path / "out", title="Demo").read_text()
+    assert text.startswith("# Demo\n") and "0 run records, 0 rows." in text and "No run records yet." in text
