@@ -252,6 +252,20 @@ class PoseEstimator(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
+def init_heatmap_weights(network: nn.Module) -> None:
+    """The HRNet/SimpleBaseline initialisation: (transposed) convolutions ~ N(0, 0.001) with zero bias,
+    BatchNorm weight 1 and bias 0, so the initial heatmaps are near zero (``init_weights`` in
+    ``pose_resnet.py`` and ``pose_hrnet.py``)."""
+    for module in network.modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(module.weight, std=0.001)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
 def joints_mse_loss(heatmaps: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """HRNet ``JointsMSELoss``: ``0.5 * mean((w * (pred - gt))^2)`` over ``(B, K, h, w)``; weights ``(B, K)``."""
     weight = weights[:, :, None, None].to(heatmaps.dtype)

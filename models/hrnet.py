@@ -61,7 +61,7 @@ import torch
 from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 
-from models.base import HeatmapEstimator
+from models.base import HeatmapEstimator, init_heatmap_weights
 from models.registry import COCO_FLIP_PAIRS, COCO_JOINTS, register_method, register_variant
 
 # The classification HRNets timm has ImageNet weights for (timm/models/hrnet.py default_cfgs).
@@ -210,23 +210,12 @@ class PoseHighResolutionNet(nn.Module):
         self.transition3 = _transition(widths[:3], widths)
         self.stage4 = self._stage(widths, num_modules[2], num_blocks, last_multi_scale=False)
         self.final_layer = nn.Conv2d(width, num_joints, 1)
-        self._init_weights()
+        init_heatmap_weights(self)
 
     @staticmethod
     def _stage(widths: list[int], modules: int, num_blocks: int, last_multi_scale: bool) -> nn.Sequential:
         return nn.Sequential(*(HighResolutionModule(widths, num_blocks, last_multi_scale or k < modules - 1)
                                for k in range(modules)))
-
-    def _init_weights(self) -> None:
-        # pose_hrnet.py init_weights: N(0, 0.001) convolutions, so the initial heatmaps are near zero.
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.normal_(module.weight, std=0.001)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
 
     @staticmethod
     def _enter(transition: nn.ModuleList, branches: list[torch.Tensor]) -> list[torch.Tensor]:

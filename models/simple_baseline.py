@@ -31,7 +31,7 @@ import timm
 import torch
 from torch import nn
 
-from models.base import HeatmapEstimator
+from models.base import HeatmapEstimator, init_heatmap_weights
 from models.registry import COCO_FLIP_PAIRS, COCO_JOINTS, register_method, register_variant
 
 
@@ -52,18 +52,7 @@ class DeconvHead(nn.Module):
             in_channels = out_channels
         self.deconv = nn.Sequential(*layers)
         self.final = nn.Conv2d(in_channels, num_joints, kernel_size=1)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        # pose_resnet.py init_weights: small normal weights so the initial heatmaps are near zero.
-        for module in self.modules():
-            if isinstance(module, (nn.ConvTranspose2d, nn.Conv2d)):
-                nn.init.normal_(module.weight, std=0.001)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_heatmap_weights(self)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.final(self.deconv(features))
