@@ -135,20 +135,18 @@ def _mpii_ground_truth(dataset: PoseDataset) -> tuple[np.ndarray, np.ndarray, np
     truth = dataset.mpii_ground_truth
     if truth is not None:
         n = len(dataset)
-        if n == 0 or n > len(truth):
+        if n == 0 or n != len(truth):
             raise EvaluationError(
                 f"{dataset.name} {dataset.split}: {n} records but gt_valid.mat has {len(truth)} persons"
             )
-        # A debug subset (data.max_samples) keeps the first n records; gt_valid.mat is joined by
-        # order, so its first n persons belong to them, which the joint check below confirms.
+        # gt_valid.mat is joined to the records by order; the joints must agree.
         records_gt = np.stack([r.keypoints for r in dataset.records])
-        annotated = ~truth.missing[:n] & np.stack([r.visible for r in dataset.records])
-        if (np.abs(records_gt - truth.joints[:n]).max(axis=-1) > 1e-3)[annotated].any():
+        annotated = ~truth.missing & np.stack([r.visible for r in dataset.records])
+        if (np.abs(records_gt - truth.joints).max(axis=-1) > 1e-3)[annotated].any():
             raise EvaluationError(
-                f"{dataset.name} {dataset.split}: gt_valid.mat ({len(truth)} persons) does not match the first "
-                f"{n} records of the split by order"
+                f"{dataset.name} {dataset.split}: gt_valid.mat does not match the {n} records of the split by order"
             )
-        return truth.joints[:n], ~truth.missing[:n], truth.headboxes[:n]
+        return truth.joints, ~truth.missing, truth.headboxes
     if any(r.headbox is None for r in dataset.records):
         raise EvaluationError(
             f"{dataset.name} {dataset.split}: PCKh needs head boxes; this split has neither gt_valid.mat nor "

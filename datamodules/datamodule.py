@@ -31,7 +31,6 @@ persistent (a worker's copy of the dataset never sees ``set_epoch``). Lightning 
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -297,7 +296,7 @@ class PoseDataModule(pl.LightningDataModule):
             detection_file=self.detection_file, detection_threshold=self.detection_threshold, format=self.data_format,
         )
         if self.max_samples is not None:
-            dataset = dataclasses.replace(dataset, records=dataset.records[: self.max_samples])
+            dataset = dataset.head(self.max_samples)
         return dataset
 
     def _prepare(self, role: str) -> None:

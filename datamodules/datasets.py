@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import scipy.io
@@ -110,6 +110,14 @@ class PoseDataset:
         """Sorted distinct image file names of the records, relative to ``image_dir`` (POSIX separators)."""
         base = str(self.image_dir)
         return sorted({Path(os.path.relpath(r.image, base)).as_posix() for r in self.records})
+
+    def head(self, count: int) -> PoseDataset:
+        """The first ``count`` records (a debug subset) with the matching persons of ``gt_valid.mat``."""
+        truth = self.mpii_ground_truth
+        if truth is not None:
+            truth = replace(truth, missing=truth.missing[:count], joints=truth.joints[:count],
+                            headboxes=truth.headboxes[:count])
+        return replace(self, records=self.records[:count], mpii_ground_truth=truth)
 
     def fingerprint(self) -> str:
         """sha256 hex of the annotation files (name, size, bytes; in order) and the sorted image names."""

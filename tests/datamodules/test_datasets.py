@@ -74,6 +74,16 @@ def test_fingerprint_tracks_image_names(coco_root: Path) -> None:
     assert dataset.fingerprint() != before
 
 
+def test_head_keeps_records_and_gt_valid_rows_together(mpii_root: Path) -> None:
+    val = build_dataset("mpii", mpii_root, "val")
+    subset = val.head(3)
+    assert len(subset) == 3 and len(subset.mpii_ground_truth) == 3
+    assert subset.records == val.records[:3]
+    np.testing.assert_array_equal(subset.mpii_ground_truth.headboxes, val.mpii_ground_truth.headboxes[:3])
+    np.testing.assert_array_equal(subset.mpii_ground_truth.joints, val.mpii_ground_truth.joints[:3])
+    assert len(val) == 5 and len(val.mpii_ground_truth) == 5  # the original is untouched
+
+
 def test_unknown_names_list_the_valid_ones(coco_root: Path) -> None:
     with pytest.raises(DatasetError) as error:
         build_dataset("mpi", coco_root, "val")
