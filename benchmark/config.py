@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, make_dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+from datamodules.transforms import Augmentation
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 GROUPS = ("data", "method", "recipe")
@@ -63,22 +65,13 @@ class DataConfig:
     synth_seed: int = 0
 
 
-@dataclass
-class AugmentationConfig:
-    """``augmentation:``: the fields of ``datamodules.transforms.Augmentation`` plus ``enabled``."""
-
-    enabled: bool = True
-    flip: bool = True
-    rotation_sigma: float = 0.0
-    rotation_max: float = 0.0
-    rotation_prob: float = 0.0
-    scale_sigma: float = 0.0
-    scale_max: float = 0.0
-    scale_mode: str = "linear"
-    half_body_prob: float = 0.0
-    half_body_min_joints: int = 8
-    colour_scale: float = 0.0
-    photometric: bool = False
+# ``augmentation:`` is ``datamodules.transforms.Augmentation`` (one source of truth for its fields
+# and defaults) plus ``enabled``; OmegaConf needs a mutable dataclass, so it is derived here.
+AugmentationConfig = make_dataclass(
+    "AugmentationConfig",
+    [("enabled", bool, field(default=True))]
+    + [(f.name, f.type, field(default=f.default)) for f in fields(Augmentation)],
+)
 
 
 @dataclass
