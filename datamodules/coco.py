@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from pathlib import Path
 
 import numpy as np
 from pycocotools.coco import COCO as CocoApi
 
-from datamodules.records import PIXEL_STD, DatasetError, PersonRecord
+from datamodules.records import PIXEL_STD, DatasetError, PersonRecord, read_json
 from datamodules.skeletons import COCO
 
 NUM_JOINTS = COCO.num_joints
@@ -56,20 +55,10 @@ def box_to_center_scale(
     return center, scale
 
 
-def _read_json(path: Path, what: str) -> object:
-    if not path.is_file():
-        raise DatasetError(f"{what} not found: {path}")
-    try:
-        with path.open("rb") as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DatasetError(f"{path}: not valid JSON ({error})") from None
-
-
 def load_coco_api(annotation_path: Path) -> CocoApi:
     """A pycocotools ``COCO`` index of a keypoint annotation file; bad JSON or layout names the file."""
     annotation_path = Path(annotation_path)
-    data = _read_json(annotation_path, "annotation file")
+    data = read_json(annotation_path, "annotation file")
     if not isinstance(data, dict):
         raise DatasetError(f"{annotation_path}: expected a COCO annotation object, found a {type(data).__name__}")
     missing = [key for key in ("images", "annotations", "categories") if key not in data]
@@ -194,7 +183,7 @@ def load_coco_detection_records(
     """
     annotation_path, image_dir, detection_path = Path(annotation_path), Path(image_dir), Path(detection_path)
     api = load_coco_api(annotation_path)
-    detections = _read_json(detection_path, "detection file")
+    detections = read_json(detection_path, "detection file")
     if not isinstance(detections, list):
         raise DatasetError(f"{detection_path}: expected a list of detections, found a {type(detections).__name__}")
     kept: list[tuple[int, dict]] = []

@@ -20,14 +20,13 @@ evaluation pairs prediction ``i`` with ground truth ``i``); :func:`attach_ground
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import scipy.io
 
-from datamodules.records import DatasetError, PersonRecord
+from datamodules.records import DatasetError, PersonRecord, read_json
 from datamodules.skeletons import MPII
 
 NUM_JOINTS = MPII.num_joints
@@ -58,16 +57,6 @@ class MPIIGroundTruth:
 
     def __len__(self) -> int:
         return int(self.joints.shape[0])
-
-
-def _read_json(path: Path) -> object:
-    if not path.is_file():
-        raise DatasetError(f"annotation file not found: {path}")
-    try:
-        with path.open("rb") as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DatasetError(f"{path}: not valid JSON ({error})") from None
 
 
 def _entry_arrays(entry: object, index: int, path: Path) -> tuple[str, np.ndarray, float, np.ndarray, np.ndarray]:
@@ -110,7 +99,7 @@ def load_mpii_annotations(
     entry is described there and skipped instead of raising :class:`DatasetError`.
     """
     json_path, image_dir = Path(json_path), Path(image_dir)
-    data = _read_json(json_path)
+    data = read_json(json_path)
     if not isinstance(data, list):
         raise DatasetError(f"{json_path}: expected a list of persons, found a {type(data).__name__}")
     records: list[PersonRecord] = []

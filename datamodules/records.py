@@ -7,7 +7,9 @@ what evaluation needs (ground-truth keypoints, head box, area, box score). Coord
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -17,6 +19,17 @@ PIXEL_STD = 200.0
 
 class DatasetError(ValueError):
     """Bad or missing dataset input; the message names the file, key or value at fault."""
+
+
+def read_json(path: Path, what: str = "annotation file") -> object:
+    """The parsed JSON of ``path``; a missing or malformed file raises ``DatasetError`` naming it."""
+    if not path.is_file():
+        raise DatasetError(f"{what} not found: {path}")
+    try:
+        with path.open("rb") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DatasetError(f"{path}: not valid JSON ({error})") from None
 
 
 @dataclass
