@@ -82,8 +82,9 @@ class ModelConfig:
     input_size: Optional[list[int]] = None
     kwargs: dict[str, Any] = field(default_factory=dict)
     flip_test: bool = True
-    flip_shift: bool = True
+    flip_shift: bool = False
     decoder: str = "dark"
+    all_protocols: bool = True
 
 
 @dataclass

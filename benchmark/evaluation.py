@@ -22,6 +22,13 @@ sample was seen exactly once, restores dataset order and applies the dataset's p
 SynthPose data carries the protocol of the format it is read in (MPII or COCO). Every metric
 is logged under ``val/`` or ``test/`` (per joint too); files are written atomically
 (temp file + rename) by rank 0.
+
+Every decoding protocol in one pass: when test steps also return ``protocol_keypoints``
+``(B, P, K, 2)`` and ``protocol_scores`` ``(B, P, K)`` (models/base.py, ``all_protocols``), the
+same forward passes are scored under each ``(decoder, flip test)`` pair of the model's
+``evaluation_protocols``; ``protocol_results[stage]`` lists ``{decoder, flip_test, metrics}`` for
+all of them, and each one's ranking metric is logged as ``test/protocol/<decoder>[+flip]/<metric>``.
+The headline metrics stay those of the configured protocol (the recipe's).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import json
 import os
 import tempfile
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +51,8 @@ from datamodules.datasets import PoseDataset
 from datamodules.records import PIXEL_STD
 
 STEP_KEYS = ("index", "keypoints", "scores")
+PROTOCOL_KEYS = ("protocol_keypoints", "protocol_scores")
+"""Optional step outputs: every (decoder, flip test) protocol's keypoints ``(B, P, K, 2)`` and scores ``(B, P, K)``."""
 PRIMARY_METRICS: dict[str, str] = {"mpii": "PCKh/Mean", "coco": "AP", "lsp": "PCK/Mean"}
 """The metric each protocol ranks by (checkpoint selection, leaderboard), without the stage prefix."""
 
@@ -61,12 +70,13 @@ class EvaluationError(RuntimeError):
 
 def to_numpy_outputs(outputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """A step output on the CPU as numpy: ``index`` int64 ``(B,)``, ``keypoints`` float64 ``(B, K, 2)``,
-    ``scores`` float64 ``(B, K)``. Missing keys raise ``EvaluationError``."""
+    ``scores`` float64 ``(B, K)``, and the ``PROTOCOL_KEYS`` when present. Missing keys raise
+    ``EvaluationError``."""
     if not isinstance(outputs, Mapping) or any(key not in outputs for key in STEP_KEYS):
         got = sorted(outputs) if isinstance(outputs, Mapping) else type(outputs).__name__
         raise EvaluationError(f"validation/test steps must return a dict with keys {STEP_KEYS}; got {got}")
     out = {}
-    for key in STEP_KEYS:
+    for key in STEP_KEYS + tuple(key for key in PROTOCOL_KEYS if key in outputs):
         value = outputs[key]
         if isinstance(value, torch.Tensor):
             value = value.detach().to("cpu", torch.float64 if key != "index" else torch.int64).numpy()
@@ -78,20 +88,19 @@ def merge_predictions(parts: list[dict[str, np.ndarray]], num_samples: int) -> d
     """Concatenate step outputs from all ranks, keep one copy per sample index, sort by index.
 
     ``parts``: dicts as ``to_numpy_outputs`` gives; ``num_samples``: the dataset size. Returns
-    ``index`` ``(N,)`` = ``0 .. N-1``, ``keypoints`` ``(N, K, 2)``, ``scores`` ``(N, K)``. The
-    sampler's padding repeats samples that were already predicted, so the first copy of each
-    index is kept. Missing or out-of-range indices raise ``EvaluationError`` naming them.
+    ``index`` ``(N,)`` = ``0 .. N-1``, ``keypoints`` ``(N, K, 2)``, ``scores`` ``(N, K)`` (and the
+    ``PROTOCOL_KEYS`` when every part has them). The sampler's padding repeats samples that were
+    already predicted, so the first copy of each index is kept. Missing or out-of-range indices
+    raise ``EvaluationError`` naming them.
     """
     if not parts:
         raise EvaluationError(f"no predictions were collected for a dataset of {num_samples} samples")
     index = np.concatenate([p["index"].reshape(-1) for p in parts])
-    keypoints = np.concatenate([p["keypoints"] for p in parts])
-    scores = np.concatenate([p["scores"] for p in parts])
-    if keypoints.shape[0] != index.shape[0] or scores.shape[0] != index.shape[0]:
-        raise EvaluationError(
-            f"step outputs disagree in length: {index.shape[0]} indices, {keypoints.shape[0]} keypoint rows, "
-            f"{scores.shape[0]} score rows"
-        )
+    keys = ("keypoints", "scores") + tuple(key for key in PROTOCOL_KEYS if all(key in p for p in parts))
+    arrays = {key: np.concatenate([p[key] for p in parts]) for key in keys}
+    if any(array.shape[0] != index.shape[0] for array in arrays.values()):
+        lengths = ", ".join(f"{array.shape[0]} {key} rows" for key, array in arrays.items())
+        raise EvaluationError(f"step outputs disagree in length: {index.shape[0]} indices, {lengths}")
     unique, first = np.unique(index, return_index=True)
     outside = unique[(unique < 0) | (unique >= num_samples)]
     if outside.size:
@@ -103,7 +112,7 @@ def merge_predictions(parts: list[dict[str, np.ndarray]], num_samples: int) -> d
             f"(missing indices {missing[:10].tolist()}{' ...' if missing.size > 10 else ''}); "
             "evaluate on the whole split (no limit_val_batches / limit_test_batches below 1.0)"
         )
-    return {"index": unique, "keypoints": keypoints[first], "scores": scores[first]}
+    return {"index": unique, **{key: array[first] for key, array in arrays.items()}}
 
 
 def gather_parts(parts: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
@@ -282,13 +291,45 @@ def evaluate_predictions(
     raise EvaluationError(f"unknown evaluation protocol {dataset.protocol!r} of dataset {dataset.name}")
 
 
+def protocol_label(decoder: str, flip_test: bool) -> str:
+    """``dark+flip`` / ``dark``: a protocol's name in logged metric keys."""
+    return f"{decoder}+flip" if flip_test else decoder
+
+
+def evaluate_protocols(
+    dataset: PoseDataset,
+    merged: Mapping[str, np.ndarray],
+    protocols: Sequence[tuple[str, bool]],
+    primary: tuple[str, bool],
+    primary_metrics: Mapping[str, float],
+) -> list[dict[str, Any]]:
+    """``[{decoder, flip_test, metrics}]``: ``merged``'s ``protocol_keypoints`` ``(N, P, K, 2)`` and
+    ``protocol_scores`` ``(N, P, K)`` scored under the dataset's protocol, one entry per
+    ``protocols[p]``; the ``primary`` one reuses ``primary_metrics`` (the same predictions)."""
+    keypoints, scores = merged["protocol_keypoints"], merged["protocol_scores"]
+    if keypoints.shape[1] != len(protocols) or scores.shape[1] != len(protocols):
+        raise EvaluationError(
+            f"test steps returned {keypoints.shape[1]} protocol predictions but the model lists "
+            f"{len(protocols)} evaluation protocols {list(protocols)}"
+        )
+    entries = []
+    for p, (decoder, flip) in enumerate(protocols):
+        if (decoder, flip) == tuple(primary):
+            table = dict(primary_metrics)
+        else:
+            table = evaluate_predictions(dataset, {"keypoints": keypoints[:, p], "scores": scores[:, p]})
+        entries.append({"decoder": decoder, "flip_test": bool(flip), "metrics": table})
+    return entries
+
+
 class EvaluationCallback(pl.Callback):
     """Scores validation and test epochs with the dataset's protocol and logs ``val/...``, ``test/...``.
 
     ``dataset`` is the evaluated ``PoseDataset`` (``test_dataset`` for ``trainer.test`` when it
     differs); None takes ``trainer.datamodule.val_dataset`` / ``test_dataset``. ``output_dir``
     receives the prediction files (rank 0). After an epoch, ``results[stage]`` holds the metrics
-    as float64 (no prefix) and ``predictions[stage]`` the merged predictions.
+    as float64 (no prefix), ``predictions[stage]`` the merged predictions and, when the steps
+    returned every protocol's predictions, ``protocol_results[stage]`` the per-protocol metrics.
     """
 
     def __init__(
@@ -301,6 +342,7 @@ class EvaluationCallback(pl.Callback):
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.results: dict[str, dict[str, float]] = {}
         self.predictions: dict[str, dict[str, np.ndarray]] = {}
+        self.protocol_results: dict[str, list[dict[str, Any]]] = {}
         self._parts: list[dict[str, np.ndarray]] = []
 
     def primary_metric(self, stage: str = "val") -> str:
@@ -349,20 +391,33 @@ class EvaluationCallback(pl.Callback):
         if trainer.is_global_zero:
             try:
                 merged = merge_predictions(parts, len(dataset))
-                outcome = ("ok", evaluate_predictions(dataset, merged, self.output_dir, stage))
+                scores = evaluate_predictions(dataset, merged, self.output_dir, stage)
+                protocols = []
+                if PROTOCOL_KEYS[0] in merged:
+                    protocols = evaluate_protocols(dataset, merged, pl_module.evaluation_protocols,
+                                                   pl_module.primary_protocol, scores)
+                outcome = ("ok", (scores, protocols))
                 self.predictions[stage] = merged
             except (EvaluationError, ValueError) as error:
                 outcome = ("error", f"{type(error).__name__}: {error}")
         # Rank 0 scores; the others wait here, so an error there must reach them too (no hang).
-        status, scores = _broadcast(outcome)
+        status, payload = _broadcast(outcome)
         if status == "error":
-            raise EvaluationError(f"{stage} evaluation of {dataset.name} ({dataset.split}) failed: {scores}")
+            raise EvaluationError(f"{stage} evaluation of {dataset.name} ({dataset.split}) failed: {payload}")
+        scores, protocols = payload
         self.results[stage] = scores
-        for name, value in scores.items():
+        if protocols:
+            self.protocol_results[stage] = protocols
+        ranked_by = PRIMARY_METRICS[dataset.protocol]
+        logged = {f"{stage}/{name}": value for name, value in scores.items()}
+        for entry in protocols:
+            label = protocol_label(entry["decoder"], entry["flip_test"])
+            logged[f"{stage}/protocol/{label}/{ranked_by}"] = entry["metrics"][ranked_by]
+        for name, value in logged.items():
             # Every rank logs the same value; the max over ranks returns it unchanged (a mean of
             # three equal float32 numbers need not), and syncing keeps Lightning's epoch-level
             # logging consistent across ranks.
-            pl_module.log(f"{stage}/{name}", float(value), sync_dist=True, reduce_fx="max")
+            pl_module.log(name, float(value), sync_dist=True, reduce_fx="max")
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:  # noqa: D102
         if trainer.sanity_checking:

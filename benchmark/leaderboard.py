@@ -32,9 +32,10 @@ a fixed precision, nothing depends on the time or the absolute paths, and the PN
 without the ``Software`` metadata (matplotlib writes no timestamp into PNGs). All three files are
 written atomically (temp file in the same directory + ``os.replace``).
 
-Record fields beyond ``run_record.SCHEMA`` are read with defaults (shown as "–" when absent):
-``model`` {params, gflops, paper_gflops, modernized, tiny}, ``input_size`` [H, W],
-``protocol`` {boxes, flip_test, decoder} and ``protocols`` [{stage, decoder, flip_test, metrics}].
+Optional values inside a record (``model.paper_gflops``, a metric that is null, ...) show as "–".
+The fields read beyond the metrics: ``model`` {params, gflops, paper_gflops, modernized, tiny},
+``input_size`` [H, W], ``protocol`` {boxes, flip_test, decoder} and ``protocols`` [{stage,
+decoder, flip_test, metrics}] (the decoding / flip-test ablation).
 """
 
 from __future__ import annotations

@@ -2,10 +2,15 @@
 
 A record holds what DESIGN.md ("Conventions") lists: every metric (per joint too), the resolved
 config and its hash, the seed, the git commit and whether the tree was dirty, package versions,
-the dataset fingerprint, the hardware, wall time and device-hours. It is written atomically
+the dataset fingerprint, the hardware, wall time and device-hours; and (schema 2) the model's
+size and cost, the input size, the evaluation protocol (boxes, with the detection file's sha256;
+decoder; flip test) and the metrics under every other decoder x flip-test protocol, the world
+size and effective batch, the measured throughput and peak memory, the checkpoint's path and
+sha256, the wandb run (id, URL) when there was one and the file name of the prediction gallery
+(``<run_id>_gallery.png`` beside the record, benchmark/gallery.py). It is written atomically
 (temp file in the same directory, then ``os.replace``), so a reader never sees half a record.
-``validate_record`` checks a record against ``SCHEMA`` (field -> type), which the tests and the
-leaderboard use.
+``validate_record`` checks a record against ``SCHEMA`` (field -> type) and the nested fields
+other code reads; the runner validates on write, the leaderboard on read.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA: dict[str, type | tuple[type, ...]] = {
     "schema_version": int,
     "run_id": str,
@@ -41,8 +46,28 @@ SCHEMA: dict[str, type | tuple[type, ...]] = {
     "finished_at": str,
     "wall_time_s": float,
     "device_hours": float,
-    "checkpoint": (str, type(None)),
+    "checkpoint": (dict, type(None)),
+    "model": dict,
+    "input_size": list,
+    "protocol": dict,
+    "protocols": list,
+    "world_size": int,
+    "effective_batch": int,
+    "throughput": dict,
+    "peak_memory": dict,
+    "wandb": (dict, type(None)),
+    "gallery": (str, type(None)),
 }
+NESTED: dict[str, tuple[str, ...]] = {
+    "dataset": ("name", "fingerprint"),
+    "git": ("commit", "dirty"),
+    "model": ("params", "gflops"),
+    "protocol": ("boxes", "decoder", "flip_test"),
+    "checkpoint": ("path", "sha256"),
+    "wandb": ("id", "url"),
+}
+"""Keys a record's nested objects must have (when the object is not null)."""
+PROTOCOL_ENTRY = ("stage", "decoder", "flip_test", "metrics")
 PACKAGES = ("torch", "pytorch-lightning", "timm", "numpy", "albumentations", "opencv-python-headless",
             "pycocotools", "omegaconf", "scipy", "wandb", "posebench")
 
@@ -109,14 +134,26 @@ def validate_record(record: Any) -> None:
     if record["schema_version"] != SCHEMA_VERSION:
         raise ValueError(f"run record schema_version {record['schema_version']} != {SCHEMA_VERSION}")
     for stage, table in record["metrics"].items():
-        if not isinstance(table, dict) or not all(v is None or isinstance(v, (int, float)) for v in table.values()):
-            raise ValueError(f"run record metrics[{stage!r}] must map metric names to numbers (or null)")
-    for key in ("name", "fingerprint"):
-        if key not in record["dataset"]:
-            raise ValueError(f"run record dataset lacks {key!r}")
-    for key in ("commit", "dirty"):
-        if key not in record["git"]:
-            raise ValueError(f"run record git lacks {key!r}")
+        _check_metric_table(table, f"metrics[{stage!r}]")
+    for field, keys in NESTED.items():
+        value = record[field]
+        missing = [key for key in keys if value is not None and key not in value]
+        if missing:
+            raise ValueError(f"run record {field} lacks {missing[0]!r}")
+    for i, entry in enumerate(record["protocols"]):
+        if not isinstance(entry, dict):
+            raise ValueError(f"run record protocols[{i}] must be an object with keys {list(PROTOCOL_ENTRY)}")
+        missing = [key for key in PROTOCOL_ENTRY if key not in entry]
+        if missing:
+            raise ValueError(f"run record lacks field 'protocols[{i}].{missing[0]}'")
+        _check_metric_table(entry["metrics"], f"protocols[{i}].metrics")
+
+
+def _check_metric_table(table: Any, where: str) -> None:
+    if not isinstance(table, dict) or not all(
+        v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in table.values()
+    ):
+        raise ValueError(f"run record {where} must map metric names to numbers (or null)")
 
 
 def _finite(value: Any) -> Any:

@@ -41,6 +41,7 @@ from pytorch_lightning.loggers import CSVLogger, Logger
 from benchmark import run_record
 from benchmark.config import RunConfig, config_hash, load_config, split_selectors, to_dict, to_yaml
 from benchmark.evaluation import EvaluationCallback
+from benchmark.run_stats import ThroughputCallback, file_entry, peak_memory
 from datamodules.datamodule import PoseDataModule
 from datamodules.datasets import PoseDataset
 from datamodules.records import DatasetError
@@ -217,6 +218,7 @@ def model_kwargs(cfg: RunConfig, dataset: PoseDataset, input_size: tuple[int, in
         "optimizer": o.optimizer, "lr": o.lr, "weight_decay": o.weight_decay, "momentum": o.momentum,
         "schedule": o.schedule, "milestones": list(o.milestones), "gamma": o.gamma, "warmup_epochs": o.warmup_epochs,
         "flip_test": m.flip_test, "flip_shift": m.flip_shift, "decoder": m.decoder,
+        "all_protocols": m.all_protocols,
         **dict(m.kwargs),
     }
 
@@ -308,6 +310,7 @@ class Run:
     trainer: pl.Trainer
     evaluation: EvaluationCallback
     checkpoint: ModelCheckpoint
+    throughput: ThroughputCallback
 
 
 def build_run(cfg: RunConfig, extra_callbacks: tuple[pl.Callback, ...] = ()) -> Run:
@@ -338,6 +341,7 @@ def build_run(cfg: RunConfig, extra_callbacks: tuple[pl.Callback, ...] = ()) -> 
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1,
                            auto_insert_metric_name=False, enable_version_counter=False)
     meta = {"variant": cfg.model.variant, "method": method_of(cfg.model.variant), "config": to_dict(cfg)}
+    throughput = ThroughputCallback()
     t = cfg.trainer
     trainer = pl.Trainer(
         default_root_dir=str(run_dir), max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices,
@@ -347,12 +351,13 @@ def build_run(cfg: RunConfig, extra_callbacks: tuple[pl.Callback, ...] = ()) -> 
         limit_train_batches=t.limit_train_batches, deterministic=_deterministic(cfg), benchmark=t.benchmark,
         enable_progress_bar=t.enable_progress_bar, logger=build_loggers(cfg, run_dir),
         callbacks=[evaluation, checkpoint, last, RNGStateCallback(), ResumedEpochCallback(),
-                   ProvenanceCallback(meta), LearningRateMonitor(logging_interval="epoch"), *extra_callbacks],
+                   ProvenanceCallback(meta), LearningRateMonitor(logging_interval="epoch"), throughput,
+                   *extra_callbacks],
         use_distributed_sampler=False, num_sanity_val_steps=0,
     )
     if t.compile:
         model = torch.compile(model)
-    return Run(cfg, run_dir, resume, datamodule, model, trainer, evaluation, checkpoint)
+    return Run(cfg, run_dir, resume, datamodule, model, trainer, evaluation, checkpoint, throughput)
 
 
 # ------------------------------------------------------------------------------ records
@@ -381,6 +386,37 @@ def verdict(cfg: RunConfig, results: dict[str, dict[str, float]]) -> dict[str, A
     return out
 
 
+def evaluation_protocol(run: Run) -> dict[str, Any]:
+    """The scored protocol: boxes (with the detection file and its sha256), decoder and flip test."""
+    network = getattr(run.model, "_orig_mod", run.model)
+    decoder, flip_test = network.primary_protocol
+    protocol: dict[str, Any] = {"boxes": run.cfg.data.val_boxes, "decoder": decoder, "flip_test": flip_test,
+                                "detections": None}
+    if run.cfg.data.val_boxes == "detections":
+        dataset = run.datamodule.test_dataset
+        protocol["detections"] = file_entry(dataset.annotation_files[-1])
+    return protocol
+
+
+def protocol_entries(run: Run) -> list[dict[str, Any]]:
+    """``[{stage, decoder, flip_test, metrics}]``: every decoder x flip-test protocol the evaluation scored."""
+    return [{"stage": stage, **entry} for stage, entries in sorted(run.evaluation.protocol_results.items())
+            for entry in entries]
+
+
+def wandb_run(trainer: pl.Trainer) -> dict[str, Any] | None:
+    """``{id, url, project, offline}`` of the run's wandb run; None without a WandbLogger."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            experiment = logger.experiment
+            offline = experiment.settings.mode in ("offline", "dryrun", "disabled")
+            return {"id": experiment.id, "url": None if offline else experiment.url,
+                    "project": experiment.project, "offline": offline}
+    return None
+
+
 def make_record(run: Run, results: dict[str, dict[str, float]], started: float, wall: float,
                 stages: tuple[str, ...], checkpoint: str | None) -> dict[str, Any]:
     """The run record of a finished run (see benchmark/run_record.py)."""
@@ -389,15 +425,22 @@ def make_record(run: Run, results: dict[str, dict[str, float]], started: float, 
     best = {}
     if run.checkpoint.best_model_score is not None:
         best = {"metric": run.checkpoint.monitor, "value": float(run.checkpoint.best_model_score),
-                "checkpoint": run.checkpoint.best_model_path}
+                "checkpoint": file_entry(run.checkpoint.best_model_path)}
     accelerator = type(trainer.accelerator).__name__.replace("Accelerator", "").lower()
     input_size = list(resolve_input_size(cfg))
     return {
         **model_summary(cfg, run.model, input_size),
         "input_size": input_size,
-        "protocol": {"boxes": cfg.data.val_boxes, "flip_test": cfg.model.flip_test, "decoder": cfg.model.decoder},
+        "protocol": evaluation_protocol(run),
+        "protocols": protocol_entries(run),
+        "world_size": world,
+        "effective_batch": int(cfg.data.batch_size) * world * int(trainer.accumulate_grad_batches),
+        "throughput": run.throughput.summary(),
+        "peak_memory": peak_memory(),
+        "wandb": wandb_run(trainer),
         "schema_version": run_record.SCHEMA_VERSION,
         "run_id": f"{run.run_dir.parent.name}_{run.run_dir.name}",
+        "gallery": None,
         "name": run.run_dir.parent.name,
         "variant": cfg.model.variant,
         "method": method_of(cfg.model.variant),
@@ -416,7 +459,7 @@ def make_record(run: Run, results: dict[str, dict[str, float]], started: float, 
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "wall_time_s": float(wall),
         "device_hours": float(wall * world / 3600.0),
-        "checkpoint": checkpoint,
+        "checkpoint": file_entry(checkpoint),
         "epochs": int(trainer.current_epoch),
         "global_step": int(trainer.global_step),
         "run_dir": str(run.run_dir),
@@ -455,9 +498,30 @@ def _logged_results(trainer: pl.Trainer) -> dict[str, dict[str, float]]:
     results: dict[str, dict[str, float]] = {}
     for key, value in trainer.callback_metrics.items():
         stage, _, name = key.partition("/")
-        if stage in ("val", "test") and name != "loss":
+        if stage in ("val", "test") and name != "loss" and not name.startswith("protocol/"):
             results.setdefault(stage, {})[name] = float(value)
     return results
+
+
+def write_gallery(run: Run, path: Path) -> Path | None:
+    """The best / worst prediction gallery of the last scored stage (test, else val) as a PNG at
+    ``path``, also logged to wandb when the run has a WandbLogger; None when nothing was predicted
+    (e.g. ddp_spawn, whose predictions stay in the child processes) or no person is annotated."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    from benchmark.gallery import render_gallery
+
+    stage = "test" if "test" in run.evaluation.predictions else "val"
+    predictions = run.evaluation.predictions.get(stage)
+    if predictions is None:
+        return None
+    dataset = run.datamodule.test_dataset if stage == "test" else run.datamodule.val_dataset
+    title = f"{run.cfg.model.variant} on {dataset.name} {dataset.split}: best (top) and worst (bottom)"
+    written = render_gallery(dataset, predictions["keypoints"], path, title=title)
+    for logger in run.trainer.loggers:
+        if written is not None and isinstance(logger, WandbLogger):
+            logger.log_image(key=f"{stage}/gallery", images=[str(written)])
+    return written
 
 
 def _finish(run: Run, started: float, stages: tuple[str, ...], checkpoint: str | None) -> RunResult:
@@ -465,9 +529,14 @@ def _finish(run: Run, started: float, stages: tuple[str, ...], checkpoint: str |
     results = {stage: dict(table) for stage, table in run.evaluation.results.items()} or _logged_results(run.trainer)
     wall = time.time() - started
     path = None
-    if run.trainer.is_global_zero and run.cfg.write_record:
-        record = make_record(run, results, started, wall, stages, checkpoint)
-        path = run_record.write_record(record, run.cfg.results_dir)
+    if run.trainer.is_global_zero:
+        run_id = f"{run.run_dir.parent.name}_{run.run_dir.name}"
+        where = Path(run.cfg.results_dir) / f"{run_id}_gallery.png" if run.cfg.write_record else run.run_dir / "gallery.png"
+        gallery = write_gallery(run, where)
+        if run.cfg.write_record:
+            record = make_record(run, results, started, wall, stages, checkpoint)
+            record["gallery"] = None if gallery is None else gallery.name
+            path = run_record.write_record(record, run.cfg.results_dir)
     return RunResult(results, path, run.run_dir, verdict(run.cfg, results), run)
 
 

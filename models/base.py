@@ -9,7 +9,12 @@ seed; hyper-parameters are saved as plain containers so checkpoints load with
 
 Step outputs (validation, test and predict; the evaluation callback's input):
 ``{"index": (B,) int64, "keypoints": (B, K, 2) float32 IMAGE px, "scores": (B, K) float32}``,
-keypoints mapped from crop pixels with the batch's ``inverse_matrix`` ``(B, 2, 3)``.
+keypoints mapped from crop pixels with the batch's ``inverse_matrix`` ``(B, 2, 3)``, under the
+configured protocol (``decoder``, ``flip_test``). With ``all_protocols`` the test step adds
+``"protocol_keypoints": (B, P, K, 2)`` and ``"protocol_scores": (B, P, K)``: the same forward
+passes (one plain, one mirrored) decoded under every ``(decoder, flip test)`` pair of
+``evaluation_protocols`` (P of them), so a decoding / flip-test ablation costs no extra
+training and only one extra forward pass.
 
 Sources:
 
@@ -41,12 +46,16 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from models.codecs import DECODE_METHODS, HeatmapCodec, flip_heatmaps_back
+from models.codecs import DECODE_METHODS, HeatmapCodec, flip_coordinates, flip_heatmaps_back
 
 OPTIMIZERS: tuple[str, ...] = ("adam", "rmsprop", "sgd")
 SCHEDULES: tuple[str, ...] = ("multistep", "cosine", "none")
 
 Outputs = torch.Tensor | list[torch.Tensor]
+Protocol = tuple[str, bool]
+"""An evaluation protocol of the model's outputs: ``(decoder, flip_test)``."""
+REGRESSION = "regression"
+"""The decoder name of methods that output coordinates (nothing to decode)."""
 
 
 def _plain(value: Any) -> Any:
@@ -128,7 +137,13 @@ class PoseEstimator(pl.LightningModule):
     compensates HRNet's misaligned crop-to-heatmap mapping, while ``HeatmapCodec`` aligns pixel
     centres, so there a mirrored pass flipped back already coincides and the shift would move the
     averaged peak half a heatmap pixel right (tests/models/test_base.py checks both).
+    ``all_protocols`` makes the test step score every ``(decoder, flip test)`` pair as well.
+
+    Coordinate regressors implement ``crop_coordinates``; heatmap methods use ``HeatmapEstimator``.
+    ``decoders`` lists the decoders a method's output can go through.
     """
+
+    decoders: tuple[str, ...] = (REGRESSION,)
 
     def __init__(
         self,
@@ -150,6 +165,7 @@ class PoseEstimator(pl.LightningModule):
         flip_test: bool = True,
         flip_shift: bool = False,
         decoder: str = "dark",
+        all_protocols: bool = True,
     ) -> None:
         super().__init__()
         # Records the arguments of this constructor and of every subclass constructor.
@@ -180,12 +196,45 @@ class PoseEstimator(pl.LightningModule):
         """Scalar training loss of ``outputs`` against targets built from ``batch`` (keypoints, visible)."""
         raise NotImplementedError
 
-    def predict_crop(self, image: torch.Tensor, outputs: Outputs | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Image ``(B, 3, H, W)`` -> keypoints ``(B, K, 2)`` crop px and scores ``(B, K)`` (flip test inside).
+    @property
+    def primary_protocol(self) -> Protocol:
+        """The configured ``(decoder, flip_test)``; coordinate regressors have the one decoder ``regression``."""
+        decoder = self.hparams.decoder if self.hparams.decoder in self.decoders else self.decoders[0]
+        return decoder, bool(self.hparams.flip_test)
 
-        ``outputs``, when given, are ``self(image)`` already computed (saves one forward pass).
-        """
+    @property
+    def evaluation_protocols(self) -> list[Protocol]:
+        """Every ``(decoder, flip_test)`` pair ``predict_protocols`` scores, flip off before on."""
+        return [(decoder, flip) for decoder in self.decoders for flip in (False, True)]
+
+    def crop_coordinates(self, outputs: Outputs) -> torch.Tensor:
+        """A coordinate regressor's final estimate ``(B, K, 2)`` crop px from ``self(image)``."""
         raise NotImplementedError
+
+    def predict_protocols(
+        self, image: torch.Tensor, outputs: Outputs | None = None, protocols: Sequence[Protocol] | None = None
+    ) -> dict[Protocol, tuple[torch.Tensor, torch.Tensor]]:
+        """Keypoints ``(B, K, 2)`` crop px and scores ``(B, K)`` of ``image`` under each of ``protocols``
+        (default ``evaluation_protocols``), from one plain and, when a protocol flips, one mirrored pass.
+
+        ``outputs``, when given, are ``self(image)`` already computed (saves one forward pass). This
+        default serves coordinate regressors: the flip test averages the coordinates of the crop
+        with the mirrored crop's, mirrored back with the joints swapped; scores are 1.
+        """
+        wanted = list(protocols or self.evaluation_protocols)
+        keypoints = self.crop_coordinates(self(image) if outputs is None else outputs).float()
+        flipped = None
+        if any(flip for _, flip in wanted):
+            mirrored = self.crop_coordinates(self(image.flip(-1))).float()
+            flipped = 0.5 * (keypoints + flip_coordinates(mirrored, image.shape[-1], self.flip_permutation))
+        scores = torch.ones(keypoints.shape[:2], dtype=keypoints.dtype, device=keypoints.device)
+        return {(decoder, flip): (flipped if flip else keypoints, scores) for decoder, flip in wanted}
+
+    def predict_crop(self, image: torch.Tensor, outputs: Outputs | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image ``(B, 3, H, W)`` -> keypoints ``(B, K, 2)`` crop px and scores ``(B, K)`` under the
+        configured protocol (``primary_protocol``, flip test included)."""
+        primary = self.primary_protocol
+        return self.predict_protocols(image, outputs, [primary])[primary]
 
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.compute_loss(self(batch["image"]), batch)
@@ -196,7 +245,15 @@ class PoseEstimator(pl.LightningModule):
         outputs = self(batch["image"])
         loss = self.compute_loss(outputs, batch)
         self.log(f"{stage}/loss", loss, batch_size=batch["image"].shape[0], sync_dist=True)
-        return self._step_output(batch, *self.predict_crop(batch["image"], outputs))
+        if stage != "test" or not self.hparams.all_protocols:
+            return self._step_output(batch, *self.predict_crop(batch["image"], outputs))
+        protocols = self.evaluation_protocols
+        predicted = self.predict_protocols(batch["image"], outputs, protocols)
+        step = self._step_output(batch, *predicted[self.primary_protocol])
+        every = [self._step_output(batch, *predicted[protocol]) for protocol in protocols]
+        step["protocol_keypoints"] = torch.stack([out["keypoints"] for out in every], dim=1)
+        step["protocol_scores"] = torch.stack([out["scores"] for out in every], dim=1)
+        return step
 
     def _step_output(self, batch: Mapping[str, torch.Tensor], keypoints: torch.Tensor,
                      scores: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -286,6 +343,7 @@ class HeatmapEstimator(PoseEstimator):
     """
 
     output_stride: int = 4
+    decoders = DECODE_METHODS
 
     def __init__(self, *, sigma: float = 2.0, unbiased_encoding: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -301,15 +359,26 @@ class HeatmapEstimator(PoseEstimator):
         return sum((joints_mse_loss(stage, targets, weights) for stage in stages[1:]),
                    joints_mse_loss(stages[0], targets, weights))
 
+    def final_heatmaps(self, outputs: Outputs) -> torch.Tensor:
+        """The ``(B, K, h, w)`` heatmaps predictions decode from ``self(image)``: the last stage's."""
+        return _final(outputs)
+
+    def flip_average(self, heatmaps: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """``heatmaps`` ``(B, K, h, w)`` of ``image`` averaged with the mirrored pass, flipped back."""
+        mirrored = self.final_heatmaps(self(image.flip(-1)))
+        return 0.5 * (heatmaps + flip_heatmaps_back(mirrored, self.flip_permutation, shift=self.hparams.flip_shift))
+
     def predict_heatmaps(self, image: torch.Tensor, outputs: Outputs | None = None) -> torch.Tensor:
         """Final heatmaps ``(B, K, h, w)`` of ``image``, averaged with the flipped pass when ``flip_test``."""
-        heatmaps = _final(self(image) if outputs is None else outputs)
-        if self.hparams.flip_test:
-            mirrored = _final(self(image.flip(-1)))
-            heatmaps = 0.5 * (heatmaps + flip_heatmaps_back(mirrored, self.flip_permutation,
-                                                            shift=self.hparams.flip_shift))
-        return heatmaps
+        heatmaps = self.final_heatmaps(self(image) if outputs is None else outputs)
+        return self.flip_average(heatmaps, image) if self.hparams.flip_test else heatmaps
 
-    def predict_crop(self, image: torch.Tensor, outputs: Outputs | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        heatmaps = self.predict_heatmaps(image, outputs)
-        return self.codec.decode(heatmaps.float(), method=self.hparams.decoder)
+    def predict_protocols(
+        self, image: torch.Tensor, outputs: Outputs | None = None, protocols: Sequence[Protocol] | None = None
+    ) -> dict[Protocol, tuple[torch.Tensor, torch.Tensor]]:
+        """Each protocol decodes the final heatmaps, or their average with the mirrored pass (computed once)."""
+        wanted = list(protocols or self.evaluation_protocols)
+        heatmaps = {False: self.final_heatmaps(self(image) if outputs is None else outputs)}
+        if any(flip for _, flip in wanted):
+            heatmaps[True] = self.flip_average(heatmaps[False], image)
+        return {(decoder, flip): self.codec.decode(heatmaps[flip].float(), method=decoder) for decoder, flip in wanted}

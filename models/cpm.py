@@ -76,7 +76,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import HeatmapEstimator, Outputs
-from models.codecs import flip_heatmaps_back
 from models.registry import MPII_FLIP_PAIRS, MPII_JOINTS, register_method, register_variant
 
 # The Caffe data layer skips Gaussian values below 1% (``exponent > ln(100)``).
@@ -241,13 +240,9 @@ class ConvolutionalPoseMachine(HeatmapEstimator):
         targets = belief_targets(joint_maps).to(stages[0].dtype)
         return sum((euclidean_loss(stage, targets) for stage in stages[1:]), euclidean_loss(stages[0], targets))
 
-    def predict_heatmaps(self, image: torch.Tensor, outputs: Outputs | None = None) -> torch.Tensor:
-        """Final-stage joint maps ``(B, K, h, w)`` (background dropped), flip-averaged when ``flip_test``."""
-        joints = _final_stage(self(image) if outputs is None else outputs)[:, : self.num_joints]
-        if self.hparams.flip_test:
-            mirrored = _final_stage(self(image.flip(-1)))[:, : self.num_joints]
-            joints = 0.5 * (joints + flip_heatmaps_back(mirrored, self.flip_permutation, shift=self.hparams.flip_shift))
-        return joints
+    def final_heatmaps(self, outputs: Outputs) -> torch.Tensor:
+        """Final-stage joint maps ``(B, K, h, w)``, the background map dropped."""
+        return _final_stage(outputs)[:, : self.num_joints]
 
     def build_optimizer(self) -> torch.optim.Optimizer:
         """The base optimiser over four parameter groups with the prototxt's LR and decay multipliers."""

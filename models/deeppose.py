@@ -78,7 +78,7 @@ from torch import nn
 from torchvision.ops import roi_align
 
 from models.base import Outputs, PoseEstimator
-from models.codecs import RegressionCodec, flip_coordinates
+from models.codecs import RegressionCodec
 from models.registry import MPII_FLIP_PAIRS, MPII_JOINTS, register_method, register_variant
 
 LOSSES: tuple[str, ...] = ("l2", "smooth_l1")
@@ -350,13 +350,9 @@ class DeepPose(PoseEstimator):
         return torch.where(simulated[..., None], self.simulate(index, targets), previous)
 
     # ---------------------------------------------------------------- prediction
-    def predict_crop(self, image: torch.Tensor, outputs: Outputs | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        estimates = self(image) if outputs is None else outputs
-        keypoints = self.codec.decode(estimates[-1].float())
-        if self.hparams.flip_test:
-            mirrored = self.codec.decode(self(image.flip(-1))[-1].float())
-            keypoints = 0.5 * (keypoints + flip_coordinates(mirrored, self.input_size[1], self.flip_permutation))
-        return keypoints, torch.ones(keypoints.shape[:2], dtype=keypoints.dtype, device=keypoints.device)
+    def crop_coordinates(self, outputs: Outputs) -> torch.Tensor:
+        """The last stage's estimate ``(B, K, 2)`` crop px (the base's ``predict_protocols`` flip-tests it)."""
+        return self.codec.decode(outputs[-1].float())
 
 
 _MPII = {"num_joints": MPII_JOINTS, "flip_pairs": MPII_FLIP_PAIRS}

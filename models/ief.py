@@ -80,7 +80,6 @@ import torchvision
 from torch import nn
 
 from models.base import PoseEstimator, crop_to_image
-from models.codecs import flip_coordinates
 from models.registry import MPII_FLIP_PAIRS, MPII_JOINTS, register_method, register_variant
 
 # The paper's input width: L and the rendering sigma are given at this scale.
@@ -289,13 +288,9 @@ class IterativeErrorFeedback(PoseEstimator):
         """Estimates ``y_0 .. y_T`` ``(B, K, 2)`` crop px of ``image`` (no flip test)."""
         return self.path_from(self(image))
 
-    def predict_crop(self, image: torch.Tensor, outputs: list[torch.Tensor] | None = None
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-        keypoints = self.path_from(self(image) if outputs is None else outputs)[-1]
-        if self.hparams.flip_test:
-            mirrored = self.path_from(self(image.flip(-1)))[-1]
-            keypoints = 0.5 * (keypoints + flip_coordinates(mirrored, image.shape[-1], self.flip_permutation))
-        return keypoints, torch.ones(keypoints.shape[:2], dtype=keypoints.dtype, device=keypoints.device)
+    def crop_coordinates(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+        """The final estimate ``y_T`` ``(B, K, 2)`` crop px (the base's ``predict_protocols`` flip-tests it)."""
+        return self.path_from(outputs)[-1]
 
     # ------------------------------------------------------------------ loss
     def correction_loss(self, raws: Sequence[torch.Tensor], poses: Sequence[torch.Tensor],

@@ -97,7 +97,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import roi_align
 
-from models.base import HeatmapEstimator, joints_mse_loss
+from models.base import HeatmapEstimator, Protocol, joints_mse_loss
 from models.codecs import blur_kernel_for_sigma, decode_heatmaps, flip_heatmaps_back
 from models.registry import MPII_FLIP_PAIRS, MPII_JOINTS, register_method, register_variant
 
@@ -349,38 +349,50 @@ class Tompson(HeatmapEstimator):
         fine = self.net.fine(outputs.features, centres)
         return coarse_loss + self.hparams.fine_weight * joints_mse_loss(fine, targets, weights)
 
-    def predict_stages(self, image: torch.Tensor,
-                       outputs: TompsonOutputs | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Image ``(B, 3, H, W)`` -> coarse ``(B, K, 2)`` and fine ``(B, K, 2)`` crop px, scores ``(B, K)``.
-
-        The coarse estimate decodes the final coarse heat-maps (flip-averaged when ``flip_test``); the
-        fine estimate decodes the fine heat-maps of windows centred there (flip-averaged too).
-        """
+    def predict_stages(
+        self, image: torch.Tensor, outputs: TompsonOutputs | None = None, protocol: Protocol | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Image ``(B, 3, H, W)`` -> coarse ``(B, K, 2)`` and fine ``(B, K, 2)`` crop px, scores ``(B, K)``
+        under ``protocol`` (default: the configured decoder and flip test)."""
+        protocol = protocol or self.primary_protocol
         outputs = self(image) if outputs is None else outputs
+        mirrored = self.net.coarse(image.flip(-1)) if protocol[1] else None
+        return self._stages(outputs, mirrored, *protocol)
+
+    def _stages(self, outputs: TompsonOutputs, mirrored: TompsonOutputs | None, decoder: str,
+                flip: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The coarse estimate decodes the final coarse heat-maps (flip-averaged with ``mirrored`` when
+        ``flip``); the fine estimate decodes the fine heat-maps of windows centred there (flip-averaged too)."""
         heatmaps = outputs[-1]
-        mirrored = None
-        if self.hparams.flip_test:
-            mirrored = self.net.coarse(image.flip(-1))
+        if flip:
             heatmaps = 0.5 * (heatmaps + flip_heatmaps_back(mirrored[-1], self.flip_permutation,
                                                             shift=self.hparams.flip_shift))
-        coarse, scores = self.codec.decode(heatmaps.float(), method=self.hparams.decoder)
+        coarse, scores = self.codec.decode(heatmaps.float(), method=decoder)
         # DARK's Taylor step can throw a flat (untrained) map's estimate far away; keep it in the crop.
         height, width = self.input_size
         coarse = torch.stack([coarse[..., 0].clamp(0, width - 1), coarse[..., 1].clamp(0, height - 1)], dim=-1)
         fine_model = self.net.fine
         fine_maps = fine_model(outputs.features, coarse)
-        if mirrored is not None:
+        if flip:
             perm = torch.as_tensor(self.flip_permutation, device=coarse.device)
             centres = coarse[:, perm].clone()
             centres[..., 0] = (self.input_size[1] - 1) - centres[..., 0]
             fine_maps = 0.5 * (fine_maps + fine_model(mirrored.features, centres)[:, perm].flip(-1))
-        grid, _ = decode_heatmaps(fine_maps.float(), method=self.hparams.decoder, blur_kernel=self.fine_blur_kernel)
+        grid, _ = decode_heatmaps(fine_maps.float(), method=decoder, blur_kernel=self.fine_blur_kernel)
         return coarse, fine_model.to_crop(grid, coarse), scores
 
-    def predict_crop(self, image: torch.Tensor,
-                     outputs: TompsonOutputs | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        _, fine, scores = self.predict_stages(image, outputs)
-        return fine, scores
+    def predict_protocols(
+        self, image: torch.Tensor, outputs: TompsonOutputs | None = None, protocols: Sequence[Protocol] | None = None
+    ) -> dict[Protocol, tuple[torch.Tensor, torch.Tensor]]:
+        """The fine estimate under each protocol, from one plain and at most one mirrored coarse pass."""
+        wanted = list(protocols or self.evaluation_protocols)
+        outputs = self(image) if outputs is None else outputs
+        mirrored = self.net.coarse(image.flip(-1)) if any(flip for _, flip in wanted) else None
+        predicted = {}
+        for decoder, flip in wanted:
+            _, fine, scores = self._stages(outputs, mirrored, decoder, flip)
+            predicted[(decoder, flip)] = (fine, scores)
+        return predicted
 
 
 _MPII = {"num_joints": MPII_JOINTS, "flip_pairs": MPII_FLIP_PAIRS}

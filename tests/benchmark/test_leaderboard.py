@@ -2,7 +2,7 @@
 
 The records in ``data/leaderboard/records/`` are a fixed, small set: three seeds of Hourglass-8
 on MPII (with a recipe reference and per-protocol metrics), one SimpleBaseline MPII run with
-only a val stage and no model fields, two COCO seeds with detections, and two SynthPose runs.
+only a val stage, two COCO seeds with detections, and two SynthPose runs.
 ``data/leaderboard/expected/`` holds the markdown and CSV they must give. Regenerate the
 expected files only deliberately, after reading the diff:
 ``python -c "from pathlib import Path; from benchmark.leaderboard import generate_leaderboard;

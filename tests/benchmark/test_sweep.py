@@ -105,7 +105,9 @@ def _record(overrides: list[str], run_id: str) -> dict[str, Any]:
         "recipe": None, "metrics": {"test": {"PCKh/Mean": 50.0}}, "best": {}, "reference": {},
         "config": to_dict(config), "config_hash": config_hash(config), "seed": config.seed,
         "git": {"commit": None, "dirty": None}, "packages": {}, "hardware": {}, "started_at": "", "finished_at": "",
-        "wall_time_s": 1.0, "device_hours": 0.0, "checkpoint": None,
+        "wall_time_s": 1.0, "device_hours": 0.0, "checkpoint": None, "model": {"params": 1, "gflops": 0.1},
+        "input_size": [128, 96], "protocol": {"boxes": "gt", "decoder": "dark", "flip_test": True}, "protocols": [],
+        "world_size": 1, "effective_batch": 32, "throughput": {}, "peak_memory": {}, "wandb": None, "gallery": None,
     }
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 
+import cv2
 import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
 
 from benchmark.config import config_hash, load_config
+from benchmark.gallery import gallery_size_px
 from benchmark.run_record import read_record
 from benchmark.train import RunError, collect_rng_state, evaluate, restore_rng_state, train
 from datamodules.datasets import build_dataset
@@ -87,12 +90,34 @@ def test_resumed_run_equals_uninterrupted_run_and_writes_records(synth_root, tmp
     assert record["model"]["params"] == sum(p.numel() for p in full.run.model.parameters())
     assert record["wall_time_s"] > 0 and record["device_hours"] == pytest.approx(record["wall_time_s"] / 3600)
     assert set(record["git"]) == {"commit", "dirty"} and record["packages"]["torch"] == torch.__version__
+    assert record["world_size"] == 1 and record["effective_batch"] == 4
+    assert record["throughput"]["train_images_per_s"] > 0 and record["throughput"]["test_images_per_s"] > 0
+    assert record["peak_memory"]["host_rss_bytes"] > 10**7 and record["peak_memory"]["gpu_allocated_bytes"] is None
+    last_ckpt = full.run_dir / "checkpoints" / "last.ckpt"
+    assert record["checkpoint"] == {"path": str(last_ckpt), "sha256": hashlib.sha256(last_ckpt.read_bytes()).hexdigest(),
+                                    "bytes": last_ckpt.stat().st_size}
+    assert record["wandb"] is None  # logger=csv
+    # The prediction gallery beside the record: best row and worst row of the test split.
+    gallery = full.record_path.parent / record["gallery"]
+    assert gallery.name == f"{record['run_id']}_gallery.png"
+    height, width = cv2.imread(str(gallery)).shape[:2]
+    assert (width, height) == gallery_size_px(4, (256, 192))
+    # Every decoder x flip-test protocol, scored from the test pass; the configured one is the headline.
+    protocols = {(p["decoder"], p["flip_test"]): p for p in record["protocols"]}
+    assert sorted(protocols) == [(d, f) for d in ("argmax", "dark", "quarter") for f in (False, True)]
+    assert {p["stage"] for p in record["protocols"]} == {"test"}
+    assert protocols[("quarter", True)]["metrics"] == record["metrics"]["test"]
 
     # evaluate: the checkpoint's own model reproduces the test metrics; another method fails clearly.
     ckpt = full.run_dir / "checkpoints" / "last.ckpt"
     assert torch.load(ckpt, weights_only=True)["epoch"] == 1  # refreshed every epoch, not only on a new best
     scored = evaluate(_overrides(synth_root, tmp_path, f"ckpt={ckpt}")[1:])
     assert scored.results["test"] == full.results["test"]
+    # A protocol scored in the one pass equals a separate evaluation configured with that protocol.
+    alone = evaluate(_overrides(synth_root, tmp_path, f"ckpt={ckpt}", "model.decoder=argmax", "model.flip_test=false",
+                                "model.all_protocols=false")[1:])
+    assert alone.results["test"] == protocols[("argmax", False)]["metrics"]
+    assert alone.run.evaluation.protocol_results == {}
     with pytest.raises(RunError, match=r"holds a 'simplebaseline' model .* method=hourglass-tiny"):
         evaluate(_overrides(synth_root, tmp_path, f"ckpt={ckpt}", "method=hourglass-tiny"))
 

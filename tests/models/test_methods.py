@@ -96,6 +96,32 @@ def test_tiny_variant_predict_step_contract(name: str) -> None:
     assert torch.isfinite(out["keypoints"]).all() and torch.isfinite(out["scores"]).all()
 
 
+@pytest.mark.parametrize("name", TINY)
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+def test_every_protocol_in_one_pass_equals_a_model_configured_with_it(name: str) -> None:
+    torch.manual_seed(0)
+    model = models.build(name, **_offline(name)).eval()
+    batch = _random_batch(model, 2, torch.Generator().manual_seed(3))
+    batch["inverse_matrix"] = torch.tensor([[1.0, 0.0, 4.0], [0.0, 1.0, 2.0]]).expand(2, 2, 3)
+    protocols = model.evaluation_protocols
+    assert len(protocols) == 2 * len(model.decoders) and len(set(protocols)) == len(protocols)
+    with torch.no_grad():
+        step = model.test_step(batch, 0)
+        for p, (decoder, flip) in enumerate(protocols):
+            alone = models.build(name, **_offline(name), decoder=decoder if decoder in models.codecs.DECODE_METHODS
+                                 else "dark", flip_test=flip, all_protocols=False).eval()
+            alone.load_state_dict(model.state_dict())
+            assert alone.primary_protocol == (decoder, flip)
+            out = alone.test_step(batch, 0)
+            assert set(out) == {"index", "keypoints", "scores"}
+            torch.testing.assert_close(step["protocol_keypoints"][:, p], out["keypoints"], rtol=0, atol=0)
+            torch.testing.assert_close(step["protocol_scores"][:, p], out["scores"], rtol=0, atol=0)
+    primary = protocols.index(model.primary_protocol)
+    torch.testing.assert_close(step["keypoints"], step["protocol_keypoints"][:, primary], rtol=0, atol=0)
+    # Flip test changes the estimate of an untrained model on a random image.
+    assert not torch.equal(step["protocol_keypoints"][:, 0], step["protocol_keypoints"][:, 1])
+
+
 @pytest.mark.parametrize("name", FULL)
 def test_full_size_variant_output_shapes(name: str) -> None:
     with torch.device("meta"):

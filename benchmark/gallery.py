@@ -1,0 +1,263 @@
+"""Prediction galleries: one PNG per run showing its best and worst predicted persons.
+
+A benchmark number says how good a model is; a picture says how it fails. For each run the
+runner hands this module the dataset split and the predictions (dataset order, image pixels)
+and gets back ONE PNG beside the run record: the top row holds the ``count`` persons with the
+lowest error, best first, the bottom row the ``count`` with the highest, worst first. Each tile
+is the person's crop taken with the project's own top-down affine (``datamodules.transforms``,
+no rotation or flip) with the ground truth drawn thin, white and semi-transparent underneath and
+the prediction drawn on top by ``benchmark.data_show.draw_skeleton`` (left blue, right orange,
+centre green; every predicted joint is drawn, annotated or not). The caption names the record
+index, the image file and the error.
+
+Per-person error, one number per person under the dataset's evaluation protocol, so the ranking
+agrees with what the benchmark measures (``ERROR_LABELS`` names each in the captions):
+
+- ``mpii``: mean over the annotated joints of ``pixel error / head size``, head size = 0.6 x the
+  Euclidean norm of the head-box diagonal (``SC_BIAS``) — the normalisation of MPII PCKh
+  (Andriluka et al., CVPR'14; the evaluator as ported in HRNet's ``lib/dataset/mpii.py``
+  ``evaluate``). Ground truth and the annotation mask (``~jnt_missing``) come from
+  ``gt_valid.mat`` (``PoseDataset.mpii_ground_truth``) when the split has it, as
+  ``benchmark.evaluation`` does, else from the records' keypoints, visibility and head boxes.
+- ``coco``: ``1 - OKS`` of the prediction against the record's own annotation, OKS as pycocotools
+  ``cocoeval.py`` ``COCOeval.computeOks`` computes it (COCO keypoint evaluation page,
+  cocodataset.org/#keypoints-eval): mean over labelled joints (``v > 0``) of
+  ``exp(-d^2 / (2 sigma)^2 / (area + eps) / 2)`` with the annotation's ``area`` and the per-joint
+  sigmas of the skeleton (``benchmark.metrics.oks``).
+- ``lsp``: mean over the annotated joints of ``pixel error / torso size``, torso = left shoulder
+  to right hip of the ground truth — the normaliser of the LSP PCK of Yang & Ramanan (TPAMI'13)
+  as fixed by Yang et al.'s evaluation scripts (bearpaw/eval_pose ``utils/eval_pck.m``;
+  ``benchmark.metrics.torso_size``).
+
+A person with no annotated joint (COCO detection-box records: zero keypoints, nothing visible)
+has error NaN and never enters a gallery; so does an LSP person whose torso size is zero.
+
+The PNG is drawn on matplotlib's Agg canvas without pyplot, written atomically (temp file in the
+same directory, then ``os.replace``) and is byte-identical for identical input: nothing in it
+depends on time. Its size is ``gallery_size_px(count, tile_size)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+
+from benchmark import metrics
+from benchmark.data_show import _write_png, draw_skeleton
+from datamodules.datasets import PoseDataset
+from datamodules.records import PersonRecord
+from datamodules.skeletons import Skeleton
+from datamodules.topdown import read_image
+from datamodules.transforms import affine_matrix, transform_points
+
+ERROR_LABELS: dict[str, str] = {"mpii": "head-norm err", "coco": "1-OKS", "lsp": "torso-norm err"}
+"""The caption name of each protocol's per-person error."""
+
+HEADER_PX = 24
+"""Height of the strip above the tiles that says which row is which."""
+CAPTION_PX = 30
+"""Height of the two-line caption strip below every tile."""
+
+_DPI = 100
+_GT_COLOUR = (1.0, 1.0, 1.0, 0.6)  # white, semi-transparent: the truth stays visible under the prediction
+_BACKGROUND = "white"
+
+
+# --------------------------------------------------------------------------- per-person errors
+
+
+def _mpii_truth(dataset: PoseDataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(gt (N, 16, 2), annotated (N, 16), headboxes (N, 2, 2))`` from gt_valid.mat, else from the records.
+
+    Records without a head box get NaN boxes; they are allowed only when nothing of them is annotated.
+    """
+    truth = dataset.mpii_ground_truth
+    n = len(dataset.records)
+    if truth is not None:
+        if len(truth) != n:
+            raise ValueError(
+                f"{dataset.name} {dataset.split}: {n} records but gt_valid.mat has {len(truth)} persons; "
+                "they are joined by order and must match"
+            )
+        return np.asarray(truth.joints, np.float64), ~np.asarray(truth.missing, bool), np.asarray(truth.headboxes)
+    gt = np.stack([r.keypoints for r in dataset.records]).astype(np.float64)
+    annotated = np.stack([r.visible for r in dataset.records]).astype(bool)
+    nan_box = np.full((2, 2), np.nan)
+    boxes = np.stack([nan_box if r.headbox is None else np.asarray(r.headbox, np.float64) for r in dataset.records])
+    lacking = annotated.any(axis=1) & np.isnan(boxes).any(axis=(1, 2))
+    if lacking.any():
+        i = int(np.argmax(lacking))
+        raise ValueError(
+            f"{dataset.name} {dataset.split}: record {i} ({dataset.records[i].image}) has annotated joints but no "
+            "head box; the MPII error needs head boxes (use the val split, which has gt_valid.mat)"
+        )
+    return gt, annotated, boxes
+
+
+def _mean_over_annotated(scaled: np.ndarray, annotated: np.ndarray) -> np.ndarray:
+    """``(N,)`` mean of ``scaled`` ``(N, K)`` over the annotated joints; NaN where none is."""
+    count = annotated.sum(axis=1)
+    total = np.where(annotated, scaled, 0.0).sum(axis=1)
+    return np.divide(total, count, out=np.full(count.shape, np.nan), where=count > 0)
+
+
+def person_errors(dataset: PoseDataset, keypoints: np.ndarray) -> np.ndarray:
+    """``(N,)`` float64 error of each person under ``dataset.protocol``; NaN where it is undefined.
+
+    ``keypoints`` ``(N, K, 2)`` predicted image pixels in dataset order, ``K`` the skeleton's
+    joints. ``mpii``: mean annotated-joint error / head size; ``coco``: ``1 - OKS``; ``lsp``:
+    mean annotated-joint error / torso size (module docstring). NaN for a person with no
+    annotated joint, and for an LSP person with a zero torso. A wrong shape, a non-finite
+    prediction at an annotated joint or an unknown protocol raises ValueError.
+    """
+    records = dataset.records
+    k = dataset.skeleton.num_joints
+    pred = np.asarray(keypoints, dtype=np.float64)
+    if pred.shape != (len(records), k, 2):
+        raise ValueError(
+            f"keypoints must have shape ({len(records)}, {k}, 2) for {dataset.name} {dataset.split} "
+            f"({len(records)} records, {dataset.skeleton.name} skeleton), got {pred.shape}"
+        )
+    if dataset.protocol not in ERROR_LABELS:
+        raise ValueError(f"unknown protocol {dataset.protocol!r} of {dataset.name}; known: {', '.join(ERROR_LABELS)}")
+    if not records:
+        return np.zeros(0, dtype=np.float64)
+    if dataset.protocol == "mpii":
+        gt, annotated, headboxes = _mpii_truth(dataset)
+        scaled, annotated = metrics._head_normalised_errors(pred, gt, annotated, headboxes)
+        return _mean_over_annotated(scaled, annotated)
+
+    gt = np.stack([r.keypoints for r in records])
+    annotated = np.stack([r.visible for r in records])
+    pred, gt, annotated = metrics._keypoint_inputs(pred, gt, annotated, k=k)
+    if dataset.protocol == "coco":
+        areas = np.array([r.area for r in records], dtype=np.float64)
+        return 1.0 - metrics.oks(pred, gt, annotated, areas, dataset.skeleton.oks_sigmas)
+    torso = metrics.torso_size(gt, dataset.skeleton)
+    usable = np.isfinite(torso) & (torso > 0)
+    scaled = metrics._errors(pred, gt, annotated) / np.where(usable, torso, 1.0)[:, None]
+    return np.where(usable, _mean_over_annotated(scaled, annotated), np.nan)
+
+
+def select_best_worst(errors: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(best, worst)`` of the ``count`` lowest and ``count`` highest finite ``errors`` ``(N,)``.
+
+    ``best`` is in ascending error order, ``worst`` in descending error order; equal errors go
+    lower index first in both. Non-finite errors are never chosen. The two sets are disjoint:
+    with ``F < 2 * count`` finite errors, ``best`` takes the lowest ``ceil(F / 2)`` and ``worst``
+    the remaining ``floor(F / 2)``. Both are int64 ``(<= count,)``.
+    """
+    err = np.asarray(errors, dtype=np.float64)
+    if err.ndim != 1:
+        raise ValueError(f"errors must be one-dimensional (N,), got shape {err.shape}")
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count}")
+    finite = np.flatnonzero(np.isfinite(err))
+    ascending = finite[np.argsort(err[finite], kind="stable")]
+    n_best = min(count, (finite.size + 1) // 2)
+    n_worst = min(count, finite.size - n_best)
+    rest = ascending[n_best:]
+    # rest is ordered by index within equal errors; a stable sort on -error keeps that.
+    descending = rest[np.argsort(-err[rest], kind="stable")]
+    return ascending[:n_best].astype(np.int64), descending[:n_worst].astype(np.int64)
+
+
+# --------------------------------------------------------------------------- drawing
+
+
+def gallery_size_px(count: int, tile_size: tuple[int, int]) -> tuple[int, int]:
+    """``(width, height)`` of the PNG: ``count`` tiles across, two rows of tile + caption, a header."""
+    tile_h, tile_w = tile_size
+    return count * tile_w, HEADER_PX + 2 * (tile_h + CAPTION_PX)
+
+
+def _crop(record: PersonRecord, tile_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The person's ``(H, W, 3)`` RGB crop and the ``(2, 3)`` image -> crop matrix (no rotation, no flip)."""
+    tile_h, tile_w = tile_size
+    matrix = affine_matrix(record.center, record.scale, 0.0, (tile_w, tile_h))
+    crop = cv2.warpAffine(
+        read_image(record.image), matrix, (tile_w, tile_h),
+        flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0,
+    )
+    return cv2.cvtColor(crop, cv2.COLOR_BGR2RGB), matrix
+
+
+def _draw_truth(ax: Axes, points: np.ndarray, annotated: np.ndarray, skeleton: Skeleton) -> None:
+    """Ground truth ``(K, 2)`` crop px: thin semi-transparent white limbs and dots of the annotated joints."""
+    limbs = np.asarray(skeleton.limbs, dtype=np.int64).reshape(-1, 2)
+    shown = annotated & np.isfinite(points).all(axis=1)
+    keep = shown[limbs].all(axis=1)
+    ax.add_collection(LineCollection(points[limbs[keep]], colors=[_GT_COLOUR], linewidths=1.0, zorder=2))
+    ax.scatter(points[shown, 0], points[shown, 1], s=4.0, c=[_GT_COLOUR], linewidths=0, zorder=2)
+
+
+def _ground_truth(dataset: PoseDataset) -> tuple[np.ndarray, np.ndarray]:
+    """``(gt (N, K, 2), annotated (N, K))`` as the error uses them (gt_valid.mat for MPII val)."""
+    truth = dataset.mpii_ground_truth
+    if dataset.protocol == "mpii" and truth is not None:
+        return np.asarray(truth.joints, np.float64), ~np.asarray(truth.missing, bool)
+    return np.stack([r.keypoints for r in dataset.records]), np.stack([r.visible for r in dataset.records])
+
+
+def render_gallery(
+    dataset: PoseDataset,
+    keypoints: np.ndarray,
+    out: Path | str,
+    *,
+    count: int = 4,
+    tile_size: tuple[int, int] = (256, 192),
+    title: str | None = None,
+) -> Path | None:
+    """Write the best/worst gallery of ``keypoints`` ``(N, K, 2)`` (image px, dataset order) to ``out``.
+
+    Top row: the ``count`` lowest errors, best first; bottom row: the ``count`` highest, worst
+    first (``select_best_worst``; empty slots stay blank). ``tile_size`` is ``(H, W)`` of each
+    crop; the PNG is ``gallery_size_px(count, tile_size)`` pixels. ``title`` leads the header.
+    Returns ``out`` as a Path, or None (nothing written) when no person has a finite error.
+    """
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    tile_h, tile_w = (int(v) for v in tile_size)
+    if tile_h < 1 or tile_w < 1:
+        raise ValueError(f"tile_size must be positive (H, W), got {tuple(tile_size)}")
+    errors = person_errors(dataset, keypoints)
+    best, worst = select_best_worst(errors, count)
+    if best.size == 0:
+        return None
+
+    label = ERROR_LABELS[dataset.protocol]
+    gt, annotated = _ground_truth(dataset)
+    pred = np.asarray(keypoints, dtype=np.float64)
+    width, height = gallery_size_px(count, (tile_h, tile_w))
+    figure = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI, facecolor=_BACKGROUND)
+    scored = int(np.isfinite(errors).sum())
+    header = f"top: best {best.size}, bottom: worst {worst.size} of {scored} by {label}"
+    # Left-aligned: on a narrow gallery the end of the line is cut, never the title.
+    figure.text(4 / width, 1.0 - 4 / height, f"{title}  |  {header}" if title else header,
+                ha="left", va="top", fontsize=8)
+    every_joint = np.ones(dataset.skeleton.num_joints, dtype=bool)
+    for row, chosen in enumerate((best, worst)):
+        top = HEADER_PX + row * (tile_h + CAPTION_PX)
+        for column, index in enumerate(chosen.tolist()):
+            record = dataset.records[index]
+            crop, matrix = _crop(record, (tile_h, tile_w))
+            # Axes placed in exact pixels, so the crop is shown 1:1.
+            ax = figure.add_axes((column * tile_w / width, 1.0 - (top + tile_h) / height, tile_w / width, tile_h / height))
+            ax.set_axis_off()
+            ax.imshow(crop, interpolation="nearest")
+            _draw_truth(ax, transform_points(gt[index], matrix), annotated[index], dataset.skeleton)
+            draw_skeleton(ax, transform_points(pred[index], matrix), every_joint, dataset.skeleton, linewidth=1.5)
+            # Joints outside the crop must not zoom the tile out.
+            ax.set_xlim(-0.5, tile_w - 0.5)
+            ax.set_ylim(tile_h - 0.5, -0.5)
+            caption = f"#{index}  {Path(record.image).name}\n{label} {errors[index]:.3f}"
+            figure.text((column + 0.5) * tile_w / width, 1.0 - (top + tile_h + 3) / height, caption,
+                        ha="center", va="top", fontsize=7, linespacing=1.2)
+    out = Path(out)
+    _write_png(figure, out)
+    return out
