@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
+demo: $(STAMP) ## The main job on any laptop: every method's tiny preset trained on SynthPose (CPU), results/demo/LEADERBOARD.md
+	$(PY) -m benchmark demo $(if $(JOBS),--jobs $(JOBS))
+
 test: $(STAMP) ## Run the test suite (everything not marked gpu)
 	$(PY) -m pytest -m "not gpu" -q
 
@@ -77,8 +80,8 @@ leaderboard: $(STAMP) ## Regenerate results/LEADERBOARD.md, leaderboard.csv and 
 sweep: $(STAMP) ## Run the architecture sweep locally (GPUS=0,1,... runs one run per GPU; resumes)
 	$(PY) -m benchmark sweep benchmark/configs/sweeps/architectures.yaml $(if $(GPUS),--gpus $(GPUS))
 
-clean: ## Remove the virtual environment and generated outputs (keeps data/)
-	rm -rf $(VENV) outputs lightning_logs wandb .pytest_cache
+clean: ## Remove the virtual environment and generated outputs (keeps data/ and results/runs/)
+	rm -rf $(VENV) outputs results/demo lightning_logs wandb .pytest_cache
 
-.PHONY: help install test synth reproduce-hourglass reproduce-simplebaseline reproduce-hrnet reproduce-cpm \
+.PHONY: help install demo test synth reproduce-hourglass reproduce-simplebaseline reproduce-hrnet reproduce-cpm \
 	reproduce-deeppose reproduce-tompson reproduce-ief leaderboard sweep clean

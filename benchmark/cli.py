@@ -78,10 +78,26 @@ def _run_parsers(sub: argparse._SubParsersAction) -> None:
     summary.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
     summary.add_argument("--variant", action="append", help="only these variants (repeatable)")
 
+    rerun = sub.add_parser("rerun", help="train a run again from its run record (same config and seed)")
+    rerun.add_argument("record", type=Path, help="a run record, e.g. results/runs/<run_id>.json")
+    rerun.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. data.root=/datasets/mpii")
+    rerun.add_argument("--allow-other-data", action="store_true",
+                       help="run even when the dataset's fingerprint differs from the record's")
+
     board = sub.add_parser("leaderboard", help="regenerate LEADERBOARD.md, leaderboard.csv and the plot from run records")
     board.add_argument("--records", type=Path, default=Path("results/runs"), help="directory of run records")
     board.add_argument("--out", type=Path, default=Path("results"), help="where the leaderboard goes")
     board.add_argument("--title", default="PoseBench leaderboard")
+
+    demo = sub.add_parser("demo", help="train the tiny preset of every method on SynthPose (CPU) and write "
+                          "results/demo/LEADERBOARD.md")
+    demo.add_argument("--method", action="append", help="only these methods (repeatable; default: the registry)")
+    demo.add_argument("--format", action="append", choices=["mpii", "coco"], help="SynthPose format(s) (default both)")
+    demo.add_argument("--jobs", type=int, default=None, help="parallel training processes (default: one per core)")
+    demo.add_argument("--out", type=Path, default=Path("results/demo"), help="records, galleries and leaderboard")
+    demo.add_argument("--check", action="store_true",
+                      help="train nothing: exit 1 unless the demo leaderboard has every method's PCKh and AP")
+    demo.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every run")
 
     sweep = sub.add_parser("sweep", help="run a wandb-format sweep file locally (grid or random), resuming")
     sweep.add_argument("file", type=Path, help="sweep YAML, e.g. benchmark/configs/sweeps/architectures.yaml")
@@ -180,6 +196,19 @@ def _run_train(args: argparse.Namespace) -> int:
     return 1 if result.verdict and not result.verdict["reproduced"] else 0
 
 
+def _run_rerun(args: argparse.Namespace) -> int:
+    from benchmark.rerun import RerunError, rerun
+    from benchmark.train import RunError, format_results
+
+    try:
+        result = rerun(args.record, args.overrides, allow_other_data=args.allow_other_data)
+    except (RerunError, RunError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(format_results(result))
+    return 1 if result.verdict and not result.verdict["reproduced"] else 0
+
+
 def _run_summary(args: argparse.Namespace) -> int:
     from benchmark.summary import run_summary
 
@@ -192,6 +221,27 @@ def _run_leaderboard(args: argparse.Namespace) -> int:
 
     print(f"wrote {generate_leaderboard(args.records, args.out, title=args.title)}")
     return 0
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from benchmark.demo import FORMATS, DemoError, check_demo_leaderboard, run_demo
+
+    formats = tuple(args.format or FORMATS)
+    if args.check:
+        from benchmark.leaderboard import MARKDOWN_NAME
+        from models import METHODS
+
+        problems = check_demo_leaderboard(args.out / MARKDOWN_NAME, args.method or sorted(METHODS), formats)
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        if not problems:
+            print(f"{args.out / MARKDOWN_NAME}: every method has its PCKh@0.5 and AP")
+        return 1 if problems else 0
+    try:
+        return run_demo(args.method, formats, out_dir=args.out, jobs=args.jobs, extra=tuple(args.overrides))
+    except DemoError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
@@ -209,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     handlers = {"data": _run_data, "profile": _run_profile, "train": _run_train, "evaluate": _run_train,
-                "summary": _run_summary, "leaderboard": _run_leaderboard, "sweep": _run_sweep}
+                "summary": _run_summary, "leaderboard": _run_leaderboard, "sweep": _run_sweep,
+                "demo": _run_demo, "rerun": _run_rerun}
     try:
         return handlers[args.command](args)
     except (DatasetError, ConfigError, FileNotFoundError, KeyError, ValueError) as error:

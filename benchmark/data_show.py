@@ -37,7 +37,7 @@ FIGURE_SIZE_PX = (1200, 600)
 
 _DPI = 100
 # centre, left, right (matplotlib's tab10 green, blue, orange).
-_SIDE_COLOURS = np.array([[0.17, 0.63, 0.17], [0.12, 0.47, 0.71], [1.0, 0.50, 0.05]])
+SIDE_COLOURS = np.array([[0.17, 0.63, 0.17], [0.12, 0.47, 0.71], [1.0, 0.50, 0.05]])
 
 
 def _sides(skeleton: Skeleton) -> tuple[np.ndarray, np.ndarray]:
@@ -63,10 +63,10 @@ def _draw_on_axes(ax: Axes, keypoints: np.ndarray, shown: np.ndarray, skeleton: 
     keep = shown[limbs].all(axis=1)
     # An axes showing an image keeps its view: joints outside the image must not rescale it.
     limits = (ax.get_xlim(), ax.get_ylim()) if ax.images else None
-    segments = LineCollection(keypoints[limbs[keep]], colors=_SIDE_COLOURS[limb_side[keep]], linewidths=linewidth)
+    segments = LineCollection(keypoints[limbs[keep]], colors=SIDE_COLOURS[limb_side[keep]], linewidths=linewidth)
     ax.add_collection(segments)
     ax.scatter(
-        keypoints[shown, 0], keypoints[shown, 1], s=(2.5 * linewidth) ** 2, c=_SIDE_COLOURS[joint_side[shown]],
+        keypoints[shown, 0], keypoints[shown, 1], s=(2.5 * linewidth) ** 2, c=SIDE_COLOURS[joint_side[shown]],
         edgecolors="white", linewidths=0.5 * linewidth, zorder=3,
     )
     if limits is not None:

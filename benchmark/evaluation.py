@@ -212,10 +212,12 @@ def coco_results(dataset: PoseDataset, keypoints: np.ndarray, scores: np.ndarray
 
 
 def evaluate_coco(dataset: PoseDataset, results: list[dict[str, Any]]) -> dict[str, float]:
-    """pycocotools AP/AR of ``results`` (``coco_results``) against ``dataset.coco_annotation``."""
+    """pycocotools AP/AR of ``results`` (``coco_results``) against ``dataset.coco_annotation``; a debug
+    subset (``data.max_samples``) is scored on its own images only, not on every image of the file."""
     if dataset.coco_annotation is None:
         raise EvaluationError(f"{dataset.name} {dataset.split}: COCO evaluation needs coco_annotation, which is None")
-    return metrics.coco_keypoint_ap(dataset.coco_annotation, results)
+    image_ids = sorted({int(r.image_id) for r in dataset.records}) if dataset.subset else None
+    return metrics.coco_keypoint_ap(dataset.coco_annotation, results, image_ids=image_ids)
 
 
 def evaluate_lsp(dataset: PoseDataset, keypoints: np.ndarray) -> dict[str, float]:

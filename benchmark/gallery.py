@@ -32,23 +32,27 @@ agrees with what the benchmark measures (``ERROR_LABELS`` names each in the capt
 A person with no annotated joint (COCO detection-box records: zero keypoints, nothing visible)
 has error NaN and never enters a gallery; so does an LSP person whose torso size is zero.
 
-The PNG is drawn on matplotlib's Agg canvas without pyplot, written atomically (temp file in the
-same directory, then ``os.replace``) and is byte-identical for identical input: nothing in it
-depends on time. Its size is ``gallery_size_px(count, tile_size)``.
+The PNG is drawn on matplotlib's Agg canvas without pyplot, mapped onto a fixed palette (8-bit
+PNG, about 80 kB instead of 600 kB), written atomically (temp file in the same directory, then
+``os.replace``) and is byte-identical for identical input: nothing in it depends on time. Its size is ``gallery_size_px(count, tile_size)``.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
+from PIL import Image
 
 from benchmark import metrics
-from benchmark.data_show import _write_png, draw_skeleton
+from benchmark.data_show import SIDE_COLOURS, draw_skeleton
 from datamodules.datasets import PoseDataset
 from datamodules.records import PersonRecord
 from datamodules.skeletons import Skeleton
@@ -259,5 +263,37 @@ def render_gallery(
             figure.text((column + 0.5) * tile_w / width, 1.0 - (top + tile_h + 3) / height, caption,
                         ha="center", va="top", fontsize=7, linespacing=1.2)
     out = Path(out)
-    _write_png(figure, out)
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    _write_palette_png(np.asarray(canvas.buffer_rgba())[..., :3], out)
     return out
+
+
+def _palette() -> Image.Image:
+    """The fixed gallery palette: the 6x6x6 colour cube plus the exact skeleton side colours."""
+    levels = np.arange(6) * 51
+    cube = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(-1, 3)
+    sides = np.round(SIDE_COLOURS * 255).astype(np.int64)
+    colours = np.concatenate([cube, sides]).astype(np.uint8)
+    palette = Image.new("P", (1, 1))
+    palette.putpalette(colours.reshape(-1).tolist() + [0] * (768 - colours.size))
+    return palette
+
+
+def _write_palette_png(rgb: np.ndarray, out: Path) -> None:
+    """Write ``rgb`` ``(H, W, 3)`` uint8 as an 8-bit palette PNG, atomically.
+
+    A gallery is kept beside its record (and committed with it), so it is stored small: the noisy
+    crops need about 600 kB as RGB and about 80 kB mapped onto a fixed palette without dithering,
+    which keeps the skeleton colours exact and the bytes identical for identical input.
+    """
+    image = Image.fromarray(np.ascontiguousarray(rgb), "RGB").quantize(palette=_palette(), dither=Image.Dither.NONE)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=out.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            image.save(stream, format="PNG", optimize=True)
+        os.replace(temp, out)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise

@@ -496,7 +496,9 @@ def _maybe_quiet(verbose: bool) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
 
 
-def coco_keypoint_ap(gt: Any, results: Sequence[Mapping[str, Any]], *, verbose: bool = False) -> dict[str, float]:
+def coco_keypoint_ap(
+    gt: Any, results: Sequence[Mapping[str, Any]], *, verbose: bool = False, image_ids: Sequence[int] | None = None
+) -> dict[str, float]:
     """pycocotools COCOeval (``iouType='keypoints'``) statistics of ``results`` against ``gt``.
 
     ``gt`` is a COCO keypoints JSON path or a loaded ``pycocotools.coco.COCO`` (not modified);
@@ -504,8 +506,10 @@ def coco_keypoint_ap(gt: Any, results: Sequence[Mapping[str, Any]], *, verbose: 
     are copied before pycocotools annotates them; extra keys such as ``bbox`` are passed on, as
     pycocotools would see them in a results file). Returns ``AP, AP50, AP75, APM, APL, AR, AR50,
     AR75, ARM, ARL`` equal to ``COCOeval.stats`` (fractions, -1 where COCOeval has no data).
-    pycocotools' printing is suppressed unless ``verbose``. Empty ``results``, a missing key, a
-    wrong keypoint count or an image id not in ``gt`` raise ValueErrors.
+    pycocotools' printing is suppressed unless ``verbose``. ``image_ids`` restricts the evaluation
+    to those images (``COCOeval.params.imgIds``; default: every image of ``gt``), for a debug
+    subset of a split. Empty ``results``, a missing key, a wrong keypoint count or an image id not
+    in ``gt`` (or not in ``image_ids``) raise ValueErrors.
     """
     from pycocotools.cocoeval import COCOeval
 
@@ -525,9 +529,15 @@ def coco_keypoint_ap(gt: Any, results: Sequence[Mapping[str, Any]], *, verbose: 
     unknown = sorted({r["image_id"] for r in copied} - set(coco_gt.getImgIds()))
     if unknown:
         raise ValueError(f"results refer to image ids not in the ground truth: {unknown[:10]}")
+    if image_ids is not None:
+        outside = sorted({r["image_id"] for r in copied} - {int(i) for i in image_ids})
+        if outside:
+            raise ValueError(f"results refer to image ids outside image_ids: {outside[:10]}")
     with _maybe_quiet(verbose):
         coco_dt = coco_gt.loadRes(copied)
         evaluator = COCOeval(coco_gt, coco_dt, iouType="keypoints")
+        if image_ids is not None:
+            evaluator.params.imgIds = sorted({int(i) for i in image_ids})
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()

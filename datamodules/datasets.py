@@ -90,7 +90,8 @@ class PoseDataset:
 
     ``protocol`` names the metric family ("mpii" PCKh, "coco" OKS AP, "lsp" PCK);
     ``coco_annotation`` is the keypoint file COCOeval compares with; ``mpii_ground_truth`` is
-    the ``gt_valid.mat`` content for MPII-format val splits.
+    the ``gt_valid.mat`` content for MPII-format val splits; ``subset`` marks a debug subset
+    (``head``), which COCO evaluation restricts to the subset's images.
     """
 
     name: str
@@ -102,6 +103,7 @@ class PoseDataset:
     protocol: str
     coco_annotation: Path | None = None
     mpii_ground_truth: MPIIGroundTruth | None = None
+    subset: bool = False
 
     def __len__(self) -> int:
         return len(self.records)
@@ -117,7 +119,7 @@ class PoseDataset:
         if truth is not None:
             truth = replace(truth, missing=truth.missing[:count], joints=truth.joints[:count],
                             headboxes=truth.headboxes[:count])
-        return replace(self, records=self.records[:count], mpii_ground_truth=truth)
+        return replace(self, records=self.records[:count], mpii_ground_truth=truth, subset=count < len(self.records))
 
     def fingerprint(self) -> str:
         """sha256 hex of the annotation files (name, size, bytes; in order) and the sorted image names."""

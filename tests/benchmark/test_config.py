@@ -86,6 +86,8 @@ def test_every_yaml_key_has_a_comment(path):
 
 def test_every_recipe_and_group_file_loads():
     for name in available("recipe"):
-        assert load_config([f"recipe={name}"]).reference.tolerance is not None
+        reference = load_config([f"recipe={name}"]).reference
+        # Paper recipes carry the number they reproduce; the demo presets (SynthPose) carry none.
+        assert (reference.tolerance is None) == name.startswith("demo_"), name
     for name in available("data"):
         assert load_config([f"data={name}"]).data.name == name

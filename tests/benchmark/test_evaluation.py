@@ -114,6 +114,33 @@ def test_coco_perfect_predictions_score_ap_one(coco_fixture_dir, tmp_path):
     assert len(written[0]["keypoints"]) == 51
 
 
+def test_a_coco_debug_subset_is_scored_on_its_own_images(coco_fixture_dir):
+    from pycocotools.coco import COCO as CocoApi
+    from pycocotools.cocoeval import COCOeval
+
+    annotation = coco_fixture_dir / "test_coco.json"
+    records = load_coco_records(annotation, coco_fixture_dir, aspect_ratio=0.75)
+    full = PoseDataset("coco", "val", COCO, records, (), coco_fixture_dir, "coco", coco_annotation=annotation)
+    first_image = [r for r in records if r.image_id == records[0].image_id]
+    subset = full.head(len(first_image))
+    assert subset.subset and not full.subset and len({r.image_id for r in records}) > 1
+    keypoints = np.stack([r.keypoints for r in subset.records])
+    merged = {"index": np.arange(len(subset)), "keypoints": keypoints, "scores": np.ones(keypoints.shape[:2])}
+    # Perfect predictions on the subset: AP 1 on its image, not diluted by the other images' persons.
+    assert evaluate_predictions(subset, merged)["AR"] == 1.0
+    # The same as pycocotools with imgIds set by hand.
+    results = coco_results(subset, keypoints + 3.0, np.ones(keypoints.shape[:2]))
+    gt = CocoApi(str(annotation))
+    evaluator = COCOeval(gt, gt.loadRes([dict(r) for r in results]), iouType="keypoints")
+    evaluator.params.imgIds = [records[0].image_id]
+    evaluator.evaluate(), evaluator.accumulate(), evaluator.summarize()
+    shifted = {**merged, "keypoints": keypoints + 3.0}
+    assert list(evaluate_predictions(subset, shifted).values()) == [float(v) for v in evaluator.stats]
+    assert evaluate_predictions(full.head(len(records)), {
+        "index": np.arange(len(records)), "keypoints": np.stack([r.keypoints for r in records]),
+        "scores": np.ones((len(records), 17))})["AR"] == 1.0
+
+
 def test_coco_rescoring_and_oks_nms_drop_a_duplicate_pose(coco_fixture_dir):
     records = load_coco_records(coco_fixture_dir / "test_coco.json", coco_fixture_dir, aspect_ratio=0.75)
     twin = dataclasses.replace(records[0], box_score=0.5)  # same pose, same image, lower box score

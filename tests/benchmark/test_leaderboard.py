@@ -136,3 +136,20 @@ def test_no_records_gives_an_empty_leaderboard(tmp_path: Path) -> None:
     (tmp_path / "runs").mkdir()
     text = generate_leaderboard(tmp_path / "runs", tmp_path / "out", title="Demo").read_text()
     assert text.startswith("# Demo\n") and "0 run records, 0 rows." in text and "No run records yet." in text
+
+
+def test_galleries_are_linked_relative_to_the_markdown(tmp_path: Path) -> None:
+    records = tmp_path / "records"
+    shutil.copytree(RECORDS, records)
+    path = records / "hourglass-tiny_synthpose_s0.json"
+    record = json.loads(path.read_text())
+    record["gallery"] = f"{record['run_id']}_gallery.png"
+    path.write_text(json.dumps(record))
+    generate_leaderboard(records, tmp_path / "out")
+    board = (tmp_path / "out" / MARKDOWN_NAME).read_text()
+    section = board[board.index("## Prediction galleries"):board.index("## Provenance")]
+    assert section.count("<details>") == 1  # only the run with a gallery
+    assert ("<summary>SynthPose (MPII format): hourglass-tiny (run hourglass-tiny_synthpose_s0)</summary>\n\n"
+            "![hourglass-tiny best and worst](../records/hourglass-tiny_synthpose_s0_gallery.png)") in section
+    generate_leaderboard(records, records)  # beside the records: a plain file name
+    assert "(hourglass-tiny_synthpose_s0_gallery.png)" in (records / MARKDOWN_NAME).read_text()

@@ -1,0 +1,68 @@
+"""``rerun``: a run record alone rebuilds its run (same config, seed, data), refuses other data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from benchmark.cli import main
+from benchmark.config import ConfigError, config_hash, load_config, to_dict
+from benchmark.rerun import RerunError, config_from_record, rerun
+from benchmark.run_record import read_record
+from benchmark.train import train
+from datamodules.synthpose import generate_synthpose
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """A finished one-epoch run on a small SynthPose set, and its record."""
+    base = tmp_path_factory.mktemp("rerun")
+    root = base / "synth"
+    generate_synthpose(root, num_train=6, num_val=4, seed=0, progress=False)
+    cfg = load_config([
+        "method=hourglass-tiny", "model.input_size=[64,64]", f"data.root={root}", "data.max_samples=8",
+        "data.batch_size=4", "trainer.max_epochs=1", "trainer.accelerator=cpu", "trainer.devices=1",
+        "trainer.enable_progress_bar=false", f"output_dir={base / 'outputs'}", f"results_dir={base / 'results'}",
+        "seed=5",
+    ])
+    result = train(cfg)
+    return base, result, read_record(result.record_path)
+
+
+def test_config_from_record_is_the_recorded_config_with_placement_reset(recorded) -> None:
+    _, _, record = recorded
+    cfg = config_from_record(record)
+    assert config_hash(cfg) == record["config_hash"]  # nothing to reset in this run
+    cfg = config_from_record(record, ["trainer.max_epochs=3", "run_name=x"])
+    assert cfg.trainer.max_epochs == 3 and cfg.run_name == "x" and cfg.seed == 5
+    broken = json.loads(json.dumps(record))
+    broken["config"]["trainer"]["max_epoch"] = 2
+    with pytest.raises(ConfigError, match=r"trainer\.max_epoch"):
+        config_from_record(broken)
+    with pytest.raises(ConfigError, match="not group selectors"):
+        config_from_record(record, ["method=hrnet-tiny"])
+
+
+@pytest.mark.slow
+def test_rerun_reproduces_the_recorded_metrics_and_weights(recorded) -> None:
+    _, result, record = recorded
+    again = rerun(result.record_path)
+    assert again.record_path != result.record_path and again.run_dir != result.run_dir
+    assert again.results == result.results
+    first, second = result.run.model.state_dict(), again.run.model.state_dict()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    new = read_record(again.record_path)
+    assert new["config_hash"] == record["config_hash"] and new["dataset"]["fingerprint"] == record["dataset"]["fingerprint"]
+
+
+def test_rerun_on_other_data_stops_naming_the_fingerprints(recorded, capsys) -> None:
+    base, result, record = recorded
+    other = base / "other"
+    generate_synthpose(other, num_train=6, num_val=4, seed=1, progress=False)
+    with pytest.raises(RerunError, match=r"is not the one the record was scored on \(test: [0-9a-f]{12} here, [0-9a-f]{12} in the record; train: "):
+        rerun(result.record_path, [f"data.root={other}"])
+    assert main(["rerun", str(result.record_path), f"data.root={other}"]) == 2
+    assert "--allow-other-data" in capsys.readouterr().err
+    assert to_dict(config_from_record(record, [f"data.root={other}"]))["data"]["root"] == str(other)
