@@ -153,3 +153,15 @@ def test_galleries_are_linked_relative_to_the_markdown(tmp_path: Path) -> None:
             "![hourglass-tiny best and worst](../records/hourglass-tiny_synthpose_s0_gallery.png)") in section
     generate_leaderboard(records, records)  # beside the records: a plain file name
     assert "(hourglass-tiny_synthpose_s0_gallery.png)" in (records / MARKDOWN_NAME).read_text()
+
+
+def test_a_board_of_synthpose_runs_only_says_so(tmp_path: Path) -> None:
+    records = tmp_path / "records"
+    records.mkdir()
+    for path in RECORDS.glob("*synthpose*.json"):
+        shutil.copy(path, records)
+    generate_leaderboard(records, tmp_path / "synthetic")
+    generate_leaderboard(RECORDS, tmp_path / "all")
+    sentence = "No run on a real dataset (MPII, COCO, LSP) has been recorded yet"
+    assert sentence in (tmp_path / "synthetic" / MARKDOWN_NAME).read_text()
+    assert sentence not in (tmp_path / "all" / MARKDOWN_NAME).read_text()
