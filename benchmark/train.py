@@ -598,6 +598,12 @@ def evaluate(overrides: list[str]) -> RunResult:
         cfg.model.variant = saved["variant"]
         cfg.model.input_size = saved["input_size"]
         cfg.model.kwargs = dict(saved["kwargs"])
+    from models import METHODS
+    from models.registry import accepted_kwargs
+
+    if "pretrained" in accepted_kwargs(METHODS[method_of(cfg.model.variant)]):
+        # The checkpoint's weights replace any ImageNet initialisation: do not download it first.
+        cfg.model.kwargs = {**cfg.model.kwargs, "pretrained": False}
     cfg.resume = None
     cfg.run_name = cfg.run_name or f"eval_{_run_name(cfg)}"
     started = time.time()

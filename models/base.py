@@ -236,6 +236,14 @@ class PoseEstimator(pl.LightningModule):
         primary = self.primary_protocol
         return self.predict_protocols(image, outputs, [primary])[primary]
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The saved weights replace any ImageNet initialisation, so rebuilding the model from the
+        checkpoint (``load_from_checkpoint``) must not download it again: ``pretrained`` is saved
+        off. The run's config and record keep what the training started from."""
+        hparams = checkpoint.get("hyper_parameters")
+        if isinstance(hparams, dict) and "pretrained" in hparams:
+            hparams["pretrained"] = False
+
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.compute_loss(self(batch["image"]), batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])

@@ -224,6 +224,26 @@ def test_checkpoint_round_trips_with_weights_only(tmp_path: Path) -> None:
     assert set(outputs[0]) == {"val/loss"} and math.isfinite(outputs[0]["val/loss"])
 
 
+class _Pretrained(_Tiny):
+    """``_Tiny`` with a ``pretrained`` flag, as the ImageNet-initialised methods have (no download here)."""
+
+    def __init__(self, pretrained: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+
+
+def test_checkpoints_save_pretrained_off_so_loading_never_downloads(tmp_path: Path) -> None:
+    model = _Pretrained(pretrained=True, num_joints=5, input_size=(16, 16), flip_pairs=((0, 2), (3, 4)))
+    trainer = _trainer(tmp_path, max_epochs=1)
+    trainer.fit(model, torch.utils.data.DataLoader(_batches(1), batch_size=1, collate_fn=_collate))
+    trainer.save_checkpoint(tmp_path / "model.ckpt")
+    assert torch.load(tmp_path / "model.ckpt", weights_only=True)["hyper_parameters"]["pretrained"] is False
+    assert model.hparams["pretrained"] is True  # the live model still says how it started
+    restored = _Pretrained.load_from_checkpoint(tmp_path / "model.ckpt")
+    assert restored.hparams["pretrained"] is False
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(restored.state_dict()[key], value, rtol=0, atol=0)
+
+
 def test_hyperparameters_include_subclass_arguments() -> None:
     model = _Tiny(num_joints=5, input_size=[16, 16], flip_pairs=FLIP_PAIRS, sigma=1.5)
     assert model.hparams["sigma"] == 1.5 and model.hparams["num_joints"] == 5
