@@ -14,8 +14,10 @@ Lightning 2.6.6 behaviour this relies on or works around (issue 4, item 7):
   torch / numpy / Python (and CUDA) generator states as tensors and plain tuples, so the
   checkpoint still loads with ``weights_only=True``, and restores them on resume.
 - ``PoseDataModule`` shards its own data (``EpochSampler``), so the Trainer runs with
-  ``use_distributed_sampler=False``; on resume with loader workers the first epoch would replay
-  epoch 0's order, which ``ResumedEpochCallback`` prevents (see its docstring).
+  ``use_distributed_sampler=False``. A resumed fit starts at the restored epoch's order also with
+  loader workers: the data module sets the sampler's epoch when Lightning builds the loader
+  (after restoring the loops), and the LR schedule is sized without building it earlier
+  (``PoseEstimator._training_batches``).
 - Under ``strategy=ddp`` Lightning re-launches this script for the other local ranks; they
   find the run directory in ``POSEBENCH_RUN_DIR`` so every rank writes into the same place.
 """
@@ -173,28 +175,6 @@ def method_of(variant: str) -> str:
                    f"variants: {', '.join(sorted(VARIANTS))}")
 
 
-class ResumedEpochCallback(pl.Callback):
-    """Makes the first epoch after a resume draw that epoch's order, also with loader workers.
-
-    Lightning 2.6.6 creates the training iterator in ``FitLoop.setup_data``, before the restored
-    epoch is known and before ``set_epoch`` (``FitLoop.on_advance_start``), and does not create it
-    again for the resumed epoch (``_TrainingEpochLoop.on_run_start`` skips ``iter`` while
-    restarting). With ``num_workers > 0`` that iterator prefetches at once, so the resumed epoch
-    would replay epoch 0's order and augmentation (measured: the resumed run ended with other
-    weights). In the first epoch a process trains, if it is not epoch 0, the iterator is created
-    again here, after ``set_epoch``. Uses the private ``fit_loop._data_fetcher``.
-    """
-
-    def __init__(self) -> None:
-        self._first = True
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:  # noqa: D102
-        first, self._first = self._first, False
-        fetcher = getattr(trainer.fit_loop, "_data_fetcher", None)
-        if first and trainer.current_epoch > 0 and fetcher is not None:
-            iter(fetcher)
-
-
 def build_datamodule(cfg: RunConfig, input_size: tuple[int, int]) -> PoseDataModule:
     """The ``PoseDataModule`` of ``cfg.data`` with the run's seed and augmentation."""
     d = cfg.data
@@ -350,7 +330,7 @@ def build_run(cfg: RunConfig, extra_callbacks: tuple[pl.Callback, ...] = ()) -> 
         log_every_n_steps=t.log_every_n_steps, check_val_every_n_epoch=t.check_val_every_n_epoch,
         limit_train_batches=t.limit_train_batches, deterministic=_deterministic(cfg), benchmark=t.benchmark,
         enable_progress_bar=t.enable_progress_bar, logger=build_loggers(cfg, run_dir),
-        callbacks=[evaluation, checkpoint, last, RNGStateCallback(), ResumedEpochCallback(),
+        callbacks=[evaluation, checkpoint, last, RNGStateCallback(),
                    ProvenanceCallback(meta), LearningRateMonitor(logging_interval="epoch"), throughput,
                    *extra_callbacks],
         use_distributed_sampler=False, num_sanity_val_steps=0,

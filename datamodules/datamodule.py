@@ -14,7 +14,10 @@ persistent (a worker's copy of the dataset never sees ``set_epoch``). Lightning 
   ``on_advance_start``; lightning_fabric/utilities/data.py, ``_set_sampler_epoch``), which is
   the restored epoch after a resume. The shuffle is a pure function of (seed, epoch), so a
   resumed run replays the order of the epoch it resumes at, not epoch 0's order, which is what
-  happens to any shuffle whose epoch is not taken from the trainer.
+  happens to any shuffle whose epoch is not taken from the trainer. Loader workers prefetch at
+  ``iter()``, which Lightning calls before that ``set_epoch``, so ``train_dataloader`` sets the
+  same epoch itself; Lightning builds the loader after restoring the loops, as long as nothing
+  builds it earlier (models/base.py sizes the LR schedule from a loader of its own).
 - Under DDP Lightning replaces a custom sampler by ``DistributedSamplerWrapper``
   (pytorch_lightning/trainer/connectors/data_connector.py, ``_get_distributed_sampler``); its
   ``set_epoch`` never reaches the wrapped sampler, so every epoch would replay epoch 0's
@@ -390,7 +393,12 @@ class PoseDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.batch_size, shuffle=self.shuffle, drop_last=self.drop_last)
+        loader = self._loader("train", self.batch_size, shuffle=self.shuffle, drop_last=self.drop_last)
+        if self.trainer is not None:
+            # Loader workers prefetch at iter(), before Lightning's set_epoch for the first epoch of a
+            # fit: the sampler must already hold that epoch (the restored one after a resume).
+            loader.sampler.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed)
+        return loader
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", self.val_batch_size, shuffle=False, drop_last=False)

@@ -300,13 +300,29 @@ class PoseEstimator(pl.LightningModule):
                         milestones=[int(m) for m in hp.milestones], gamma=float(hp.gamma),
                         warmup_epochs=float(hp.warmup_epochs), total_epochs=epochs)
 
+    def _training_batches(self) -> int | float:
+        """Training batches per epoch (after ``limit_train_batches``), for sizing the LR schedule.
+
+        Lightning sets optimisers up before it loads the training data and, on a resume, before it
+        restores the loops. With a data module the loader's length is taken from a loader built
+        for the purpose, so Lightning's own training loader is still created after the restore,
+        at the restored epoch (datamodules/datamodule.py); without one, Lightning's data setup is
+        run early (the loaders passed to ``fit`` have no epoch-dependent order to get wrong).
+        """
+        trainer = self.trainer
+        datamodule = trainer.datamodule
+        if trainer.train_dataloader is None and datamodule is not None:
+            length = len(datamodule.train_dataloader())
+            limit = trainer.limit_train_batches
+            return min(length, limit) if isinstance(limit, int) else int(length * limit)
+        if trainer.train_dataloader is None:
+            trainer.fit_loop.setup_data()
+        return trainer.num_training_batches
+
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = self.build_optimizer()
         trainer = self.trainer
-        # Lightning sets optimisers up before it loads the training data; the schedule needs its length.
-        if trainer.train_dataloader is None:
-            trainer.fit_loop.setup_data()
-        batches = trainer.num_training_batches
+        batches = self._training_batches()
         if math.isinf(batches):
             if self.hparams.schedule != "none" or self.hparams.warmup_epochs > 0:
                 raise ValueError(f"schedule {self.hparams.schedule!r} and warm-up need a training dataloader with a length")

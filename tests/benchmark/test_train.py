@@ -147,3 +147,15 @@ def test_cli_recipe_on_synthpose_prints_a_failed_verdict_and_exits_1(synth_root,
     assert record["recipe"] == "hourglass8_mpii_256" and record["reference"]["reproduced"] is False
     assert record["reference"]["ours"] == record["metrics"]["test"]["PCKh/Mean"]
     assert record["config"]["model"]["variant"] == "hourglass-tiny"
+
+
+@pytest.mark.parametrize("limit", ["1.0", "0.5", "1"])
+def test_lr_schedule_is_sized_like_lightnings_epoch(synth_root, tmp_path, limit):
+    # The schedule is sized from a loader of the data module's own (models/base.py), not Lightning's.
+    result = train(load_config(_overrides(synth_root, tmp_path, "trainer.max_epochs=1", "data.batch_size=2",
+                                          f"trainer.limit_train_batches={limit}", "test_after_fit=false",
+                                          "write_record=false")))
+    trainer = result.run.trainer
+    schedule = trainer.lr_scheduler_configs[0].scheduler.lr_lambdas[0]
+    assert trainer.num_training_batches == {"1.0": 4, "0.5": 2, "1": 1}[limit]  # 7 samples, batches of 2
+    assert schedule.steps_per_epoch == trainer.num_training_batches == trainer.global_step

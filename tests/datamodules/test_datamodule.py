@@ -276,9 +276,11 @@ def _trainer(max_epochs: int, root: Path) -> pl.Trainer:
 
 
 @pytest.mark.filterwarnings("ignore:You passed in a `val_dataloader` but have no `validation_step`")
-def test_resumed_run_replays_the_resumed_epoch(synth_root, tmp_path):
-    # The Lightning trap: a resumed run must see epoch 2's order and augmentations, not epoch 0's.
-    kwargs = dict(augmentation=HRNET_COCO, max_samples=6, batch_size=3)
+@pytest.mark.parametrize("workers", [0, 1])
+def test_resumed_run_replays_the_resumed_epoch(synth_root, tmp_path, workers):
+    # The Lightning trap: a resumed run must see epoch 2's order and augmentations, not epoch 0's;
+    # with a worker the loader prefetches at iter(), before Lightning's set_epoch.
+    kwargs = dict(augmentation=HRNET_COCO, max_samples=6, batch_size=3, num_workers=workers)
     straight = _Recorder()
     _trainer(3, tmp_path).fit(straight, datamodule=_module(synth_root, **kwargs))
     interrupted = _Recorder()
