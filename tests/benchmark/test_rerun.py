@@ -24,8 +24,8 @@ def recorded(tmp_path_factory):
     cfg = load_config([
         "method=hourglass-tiny", "model.input_size=[64,64]", f"data.root={root}", "data.max_samples=8",
         "data.batch_size=4", "trainer.max_epochs=1", "trainer.accelerator=cpu", "trainer.devices=1",
-        "trainer.enable_progress_bar=false", f"output_dir={base / 'outputs'}", f"results_dir={base / 'results'}",
-        "seed=5",
+        "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1", f"output_dir={base / 'outputs'}",
+        f"results_dir={base / 'results'}", "seed=5",
     ])
     result = train(cfg)
     return base, result, read_record(result.record_path)
