@@ -1,10 +1,10 @@
 """Registry-wide checks: every registered variant is tested here without touching this file.
 
-Tiny variants are trained for real (no NaN, gradients everywhere, the loss falls by a fifth when
-overfitting one batch, the step output contract); full-size variants are built on the meta device
-(no memory, no download) and checked against the papers' parameter counts. Output shapes are checked
-against the codec for the heatmap family (``HeatmapEstimator``); other families check theirs in
-their own test files.
+Tiny variants are trained for real (no NaN, gradients everywhere, the loss at least halves when
+overfitting one batch for 25 steps, the step output contract); full-size variants are built on the
+meta device (no memory, no download) and checked against the papers' parameter counts. Output shapes
+are checked against the codec for the heatmap family (``HeatmapEstimator``) and as ``(B, K, 2)`` per
+stage for the coordinate regressors; the number of stages is checked in each method's own file.
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ def test_tiny_variant_shapes_gradients_and_overfitting(name: str) -> None:
         if isinstance(model, HeatmapEstimator):
             assert stage.shape[1] in _heatmap_channels(model)
             assert tuple(stage.shape[2:]) == model.codec.heatmap_size
+        else:  # coordinate regressors: one (x, y) per joint and stage (or step)
+            assert tuple(stage.shape[1:]) == (model.num_joints, 2)
     loss = model.compute_loss(outputs, batch)
     assert loss.ndim == 0 and torch.isfinite(loss)
     loss.backward()
@@ -72,7 +74,7 @@ def test_tiny_variant_shapes_gradients_and_overfitting(name: str) -> None:
         loss = model.compute_loss(model(batch["image"]), batch)
         loss.backward()
         optimizer.step()
-    assert float(loss.detach()) < 0.8 * first, f"loss {first:.3g} -> {float(loss.detach()):.3g} when overfitting one batch"
+    assert float(loss.detach()) < 0.5 * first, f"loss {first:.3g} -> {float(loss.detach()):.3g} when overfitting one batch"
 
 
 @pytest.mark.parametrize("name", TINY)
