@@ -33,9 +33,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 
-from datamodules.records import PIXEL_STD, DatasetError, PersonRecord
+from datamodules.records import PIXEL_STD, DatasetError, PersonRecord, read_mat
 from datamodules.skeletons import LSP
 
 NUM_JOINTS = LSP.num_joints
@@ -50,12 +49,7 @@ def lsp_image_name(number: int, extended: bool) -> str:
 def read_lsp_joints(joints_mat: Path, extended: bool) -> np.ndarray:
     """``(N, 14, 3)`` x, y, flag from ``joints.mat`` as stored (1-based, raw flags)."""
     joints_mat = Path(joints_mat)
-    if not joints_mat.is_file():
-        raise DatasetError(f"annotation file not found: {joints_mat}")
-    try:
-        mat = scipy.io.loadmat(str(joints_mat))
-    except (ValueError, TypeError, OSError, NotImplementedError) as error:
-        raise DatasetError(f"{joints_mat}: not a readable MATLAB file ({error})") from None
+    mat = read_mat(joints_mat)
     if "joints" not in mat:
         raise DatasetError(f"{joints_mat}: missing key 'joints'")
     joints = np.asarray(mat["joints"], dtype=np.float64)

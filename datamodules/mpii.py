@@ -24,9 +24,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 
-from datamodules.records import DatasetError, PersonRecord, read_json
+from datamodules.records import DatasetError, PersonRecord, read_json, read_mat
 from datamodules.skeletons import MPII
 
 NUM_JOINTS = MPII.num_joints
@@ -166,12 +165,7 @@ def _mpii_order(names: list[str], path: Path) -> np.ndarray:
 def load_mpii_ground_truth(mat_path: Path) -> MPIIGroundTruth:
     """Read ``gt_valid.mat`` (HRNet mpii.py ``evaluate`` layout) into 0-based person-first arrays."""
     mat_path = Path(mat_path)
-    if not mat_path.is_file():
-        raise DatasetError(f"ground-truth file not found: {mat_path}")
-    try:
-        mat = scipy.io.loadmat(str(mat_path))
-    except (ValueError, TypeError, OSError, NotImplementedError) as error:
-        raise DatasetError(f"{mat_path}: not a readable MATLAB file ({error})") from None
+    mat = read_mat(mat_path, "ground-truth file")
     names = _joint_names(_mat_field(mat, "dataset_joints", mat_path), mat_path)
     order = _mpii_order(names, mat_path)
     missing = _mat_field(mat, "jnt_missing", mat_path)

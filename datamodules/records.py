@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import scipy.io
 
 PIXEL_STD = 200.0
 """``scale`` is the person box size in units of 200 px, the MPII convention the reference code keeps."""
@@ -30,6 +31,17 @@ def read_json(path: Path, what: str = "annotation file") -> object:
             return json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise DatasetError(f"{path}: not valid JSON ({error})") from None
+
+
+def read_mat(path: Path, what: str = "annotation file") -> dict[str, object]:
+    """The variables of the MATLAB file ``path`` (``scipy.io.loadmat``); a missing or unreadable file
+    raises ``DatasetError`` naming it."""
+    if not path.is_file():
+        raise DatasetError(f"{what} not found: {path}")
+    try:
+        return scipy.io.loadmat(str(path))
+    except (ValueError, TypeError, OSError, NotImplementedError) as error:
+        raise DatasetError(f"{path}: not a readable MATLAB file ({error})") from None
 
 
 @dataclass
