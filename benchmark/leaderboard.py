@@ -180,37 +180,6 @@ def setting_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(reduced, sort_keys=True).encode()).hexdigest()
 
 
-def _number(value: Any) -> bool:
-    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
-
-
-def _check_optional_fields(path: Path, record: dict[str, Any]) -> None:
-    """Type checks of the fields beyond ``run_record.SCHEMA`` that the leaderboard reads."""
-    model = record.get("model", {})
-    if not isinstance(model, dict):
-        raise LeaderboardError(f"{path}: field 'model' must be an object")
-    for key in ("params", "gflops", "paper_gflops"):
-        if not _number(model.get(key)):
-            raise LeaderboardError(f"{path}: field 'model.{key}' must be a number or null, got {model[key]!r}")
-    reference = record["reference"]
-    for key in ("value", "tolerance"):
-        if not _number(reference.get(key)):
-            raise LeaderboardError(f"{path}: field 'reference.{key}' must be a number or null, got {reference[key]!r}")
-    protocols = record.get("protocols", [])
-    if not isinstance(protocols, list):
-        raise LeaderboardError(f"{path}: field 'protocols' must be a list")
-    for i, item in enumerate(protocols):
-        where = f"{path}: field 'protocols[{i}]"
-        if not isinstance(item, dict):
-            raise LeaderboardError(f"{where}' must be an object with decoder, flip_test, metrics")
-        if not isinstance(item.get("decoder"), str):
-            raise LeaderboardError(f"{where}.decoder' must be a string, got {item.get('decoder')!r}")
-        if not isinstance(item.get("flip_test"), bool):
-            raise LeaderboardError(f"{where}.flip_test' must be true or false, got {item.get('flip_test')!r}")
-        if not isinstance(item.get("metrics"), dict) or not all(_number(v) for v in item["metrics"].values()):
-            raise LeaderboardError(f"{where}.metrics' must map metric names to numbers")
-
-
 def read_entry(path: Path) -> Entry:
     """Read and check one record; ``LeaderboardError`` names ``path`` and the field at fault."""
     try:
@@ -219,7 +188,6 @@ def read_entry(path: Path) -> Entry:
         raise LeaderboardError(f"{path}: not valid JSON ({error})") from None
     except ValueError as error:
         raise LeaderboardError(str(error) if str(path) in str(error) else f"{path}: {error}") from None
-    _check_optional_fields(path, record)
     name = record["dataset"]["name"]
     synthetic = name == SYNTHETIC
     if synthetic:

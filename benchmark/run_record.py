@@ -68,6 +68,11 @@ NESTED: dict[str, tuple[str, ...]] = {
 }
 """Keys a record's nested objects must have (when the object is not null)."""
 PROTOCOL_ENTRY = ("stage", "decoder", "flip_test", "metrics")
+NUMBERS: dict[str, tuple[str, ...]] = {
+    "model": ("params", "gflops", "paper_gflops"),
+    "reference": ("value", "tolerance"),
+}
+"""Nested values that must be numbers or null (the leaderboard computes with them)."""
 PACKAGES = ("torch", "pytorch-lightning", "timm", "numpy", "albumentations", "opencv-python-headless",
             "pycocotools", "omegaconf", "scipy", "wandb", "posebench")
 
@@ -146,13 +151,25 @@ def validate_record(record: Any) -> None:
         missing = [key for key in PROTOCOL_ENTRY if key not in entry]
         if missing:
             raise ValueError(f"run record lacks field 'protocols[{i}].{missing[0]}'")
+        if not isinstance(entry["decoder"], str):
+            raise ValueError(f"run record field 'protocols[{i}].decoder' must be a string, got {entry['decoder']!r}")
+        if not isinstance(entry["flip_test"], bool):
+            raise ValueError(f"run record field 'protocols[{i}].flip_test' must be true or false, "
+                             f"got {entry['flip_test']!r}")
         _check_metric_table(entry["metrics"], f"protocols[{i}].metrics")
+    for field, keys in NUMBERS.items():
+        for key in keys:
+            value = record[field].get(key)
+            if not _number(value):
+                raise ValueError(f"run record field '{field}.{key}' must be a number or null, got {value!r}")
+
+
+def _number(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 
 def _check_metric_table(table: Any, where: str) -> None:
-    if not isinstance(table, dict) or not all(
-        v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in table.values()
-    ):
+    if not isinstance(table, dict) or not all(_number(v) for v in table.values()):
         raise ValueError(f"run record {where} must map metric names to numbers (or null)")
 
 

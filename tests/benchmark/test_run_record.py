@@ -58,6 +58,10 @@ def test_round_trip_is_lossless_and_nan_becomes_null(tmp_path: Path) -> None:
         (lambda r: r["protocols"].append("dark"), r"protocols\[6\] must be an object with keys"),
         (lambda r: r["protocols"][2]["metrics"].update(x=[1]), r"protocols\[2\]\.metrics must map"),
         (lambda r: r.update(world_size=1.0), "run record field 'world_size' must be <class 'int'>, got float"),
+        (lambda r: r["protocols"][0].update(decoder=1), r"field 'protocols\[0\]\.decoder' must be a string, got 1"),
+        (lambda r: r["protocols"][0].update(flip_test=1), r"field 'protocols\[0\]\.flip_test' must be true or false"),
+        (lambda r: r["reference"].update(value="88.8"), "field 'reference.value' must be a number or null, got '88.8'"),
+        (lambda r: r["model"].update(params=True), "field 'model.params' must be a number or null, got True"),
     ],
 )
 def test_malformed_records_are_rejected_naming_the_field(change, message: str, tmp_path: Path) -> None:
