@@ -397,9 +397,14 @@ def wandb_run(trainer: pl.Trainer) -> dict[str, Any] | None:
     return None
 
 
+def run_id(run: Run) -> str:
+    """``<run name>_<run directory>``: the record's id and file name."""
+    return f"{run.run_dir.parent.name}_{run.run_dir.name}"
+
+
 def make_record(run: Run, results: dict[str, dict[str, float]], started: float, wall: float,
-                stages: tuple[str, ...], checkpoint: str | None) -> dict[str, Any]:
-    """The run record of a finished run (see benchmark/run_record.py)."""
+                stages: tuple[str, ...], checkpoint: str | None, gallery: Path | None = None) -> dict[str, Any]:
+    """The run record of a finished run (see benchmark/run_record.py); ``gallery`` is the PNG beside it."""
     cfg, trainer = run.cfg, run.trainer
     world = int(trainer.world_size)
     best = {}
@@ -419,8 +424,8 @@ def make_record(run: Run, results: dict[str, dict[str, float]], started: float, 
         "peak_memory": peak_memory(),
         "wandb": wandb_run(trainer),
         "schema_version": run_record.SCHEMA_VERSION,
-        "run_id": f"{run.run_dir.parent.name}_{run.run_dir.name}",
-        "gallery": None,
+        "run_id": run_id(run),
+        "gallery": None if gallery is None else gallery.name,
         "name": run.run_dir.parent.name,
         "variant": cfg.model.variant,
         "method": method_of(cfg.model.variant),
@@ -510,12 +515,10 @@ def _finish(run: Run, started: float, stages: tuple[str, ...], checkpoint: str |
     wall = time.time() - started
     path = None
     if run.trainer.is_global_zero:
-        run_id = f"{run.run_dir.parent.name}_{run.run_dir.name}"
-        where = Path(run.cfg.results_dir) / f"{run_id}_gallery.png" if run.cfg.write_record else run.run_dir / "gallery.png"
-        gallery = write_gallery(run, where)
+        beside_record = Path(run.cfg.results_dir) / f"{run_id(run)}_gallery.png"
+        gallery = write_gallery(run, beside_record if run.cfg.write_record else run.run_dir / "gallery.png")
         if run.cfg.write_record:
-            record = make_record(run, results, started, wall, stages, checkpoint)
-            record["gallery"] = None if gallery is None else gallery.name
+            record = make_record(run, results, started, wall, stages, checkpoint, gallery)
             path = run_record.write_record(record, run.cfg.results_dir)
     return RunResult(results, path, run.run_dir, verdict(run.cfg, results), run)
 
