@@ -71,7 +71,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -79,6 +78,7 @@ from torchvision.ops import roi_align
 
 from models.base import Outputs, PoseEstimator
 from models.codecs import RegressionCodec
+from models.pretrained import create_timm_model
 from models.registry import MPII_FLIP_PAIRS, MPII_JOINTS, register_method, register_variant
 
 LOSSES: tuple[str, ...] = ("l2", "smooth_l1")
@@ -151,8 +151,8 @@ class TimmRegressor(nn.Module):
 
     def __init__(self, backbone: str, outputs: int, pretrained: bool, backbone_args: Mapping[str, Any]) -> None:
         super().__init__()
-        self.backbone = timm.create_model(backbone, pretrained=pretrained, num_classes=0, global_pool="avg",
-                                          **dict(backbone_args))
+        self.backbone = create_timm_model(backbone, pretrained=pretrained, owner=f"deeppose ({backbone})",
+                                          num_classes=0, global_pool="avg", **dict(backbone_args))
         self.head = nn.Linear(self.backbone.num_features, outputs)
 
     @property

@@ -56,12 +56,12 @@ import itertools
 from collections.abc import Sequence
 from typing import Any
 
-import timm
 import torch
 from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 
 from models.base import HeatmapEstimator, init_heatmap_weights
+from models.pretrained import create_timm_model
 from models.registry import COCO_FLIP_PAIRS, COCO_JOINTS, register_method, register_variant
 
 # The classification HRNets timm has ImageNet weights for (timm/models/hrnet.py default_cfgs).
@@ -306,8 +306,9 @@ def copy_timm_weights(net: PoseHighResolutionNet, source: nn.Module) -> int:
 
 
 def load_imagenet_weights(net: PoseHighResolutionNet, width: int) -> int:
-    """Download timm's ImageNet ``hrnet_w{width}`` and copy its backbone onto ``net``; returns the tensor count."""
-    source = timm.create_model(f"hrnet_w{width}", pretrained=True)
+    """Copy timm's ImageNet ``hrnet_w{width}`` (cached, else downloaded) onto ``net``'s backbone; returns the
+    tensor count. Neither cached nor reachable -> ``PretrainedWeightsUnavailable``."""
+    source = create_timm_model(f"hrnet_w{width}", pretrained=True, owner=f"hrnet-w{width}")
     return copy_timm_weights(net, source)
 
 

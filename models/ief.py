@@ -80,6 +80,7 @@ import torchvision
 from torch import nn
 
 from models.base import PoseEstimator, crop_to_image
+from models.pretrained import check_torchvision_weights
 from models.registry import MPII_FLIP_PAIRS, MPII_JOINTS, register_method, register_variant
 
 # The paper's input width: L and the rendering sigma are given at this scale.
@@ -134,8 +135,11 @@ def _widened_first_conv(conv: nn.Conv2d, extra: int, rgb_scale: Sequence[float] 
 def googlenet_regressor(in_channels: int, outputs: int, pretrained: bool) -> nn.Module:
     """torchvision GoogLeNet (Inception v1, no auxiliary heads): ``(B, in_channels, H, W)`` -> ``(B, outputs)``."""
     if pretrained:
-        net = torchvision.models.googlenet(weights=torchvision.models.GoogLeNet_Weights.IMAGENET1K_V1,
-                                           aux_logits=False, transform_input=False)
+        weights = torchvision.models.GoogLeNet_Weights.IMAGENET1K_V1
+        check_torchvision_weights(weights, owner="ief (googlenet)")
+        # No aux_logits argument: with weights torchvision builds the auxiliary heads to load the checkpoint
+        # and drops them after (an explicit aux_logits=False is refused).
+        net = torchvision.models.googlenet(weights=weights, transform_input=False)
         rgb_scale: list[float] | None = [s / 0.5 for s in _IMAGENET_STD]
     else:
         net = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True, transform_input=False)

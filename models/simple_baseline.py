@@ -27,11 +27,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import timm
 import torch
 from torch import nn
 
 from models.base import HeatmapEstimator, init_heatmap_weights
+from models.pretrained import create_timm_model
 from models.registry import COCO_FLIP_PAIRS, COCO_JOINTS, register_method, register_variant
 
 
@@ -66,8 +66,8 @@ class PoseResNet(nn.Module):
         super().__init__()
         # num_classes=0 and global_pool="" leave the last stage's feature map as the output;
         # zero_init_last=False keeps torchvision's initialisation (timm zeroes each block's last BN).
-        self.backbone = timm.create_model(backbone, pretrained=pretrained, num_classes=0, global_pool="",
-                                          **{"zero_init_last": False, **backbone_args})
+        self.backbone = create_timm_model(backbone, pretrained=pretrained, owner=f"simplebaseline ({backbone})",
+                                          num_classes=0, global_pool="", **{"zero_init_last": False, **backbone_args})
         self.head = DeconvHead(self.backbone.num_features, num_joints, deconv_channels)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ from benchmark.metrics import mpii_pckh
 from datamodules.datamodule import PoseDataModule
 from datamodules.skeletons import MPII
 from datamodules.transforms import Augmentation
-from models import hrnet
+from models import pretrained
 from models.hrnet import HRNet, HighResolutionModule, PoseHighResolutionNet, copy_timm_weights
 
 # ----------------------------------------------------------------------------- size
@@ -169,7 +169,7 @@ _NOT_MAPPED = ("incre_modules.", "downsamp_modules.", "final_layer.", "classifie
                "stage4.2.fuse_layers.1.", "stage4.2.fuse_layers.2.", "stage4.2.fuse_layers.3.")
 
 
-def test_imagenet_weights_are_mapped_onto_every_backbone_tensor(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_imagenet_weights_are_mapped_onto_every_backbone_tensor(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     calls = []
     create = timm.create_model
 
@@ -179,7 +179,10 @@ def test_imagenet_weights_are_mapped_onto_every_backbone_tensor(monkeypatch: pyt
         calls.append(create(name, **{**kwargs, "pretrained": False}))
         return calls[-1]
 
-    monkeypatch.setattr(hrnet.timm, "create_model", random_timm)
+    monkeypatch.setattr(timm, "create_model", random_timm)
+    # An empty cache and a network that answers: the weights are asked of timm (stubbed, so nothing is fetched).
+    monkeypatch.setattr(pretrained.hub_constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(pretrained, "network_problem", lambda url: None)
     torch.manual_seed(0)
     model = models.build("hrnet-w32", pretrained="imagenet")
     (name, kwargs), source = calls

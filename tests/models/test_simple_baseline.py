@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import timm
 import torch
 from torch import nn
 
 import models
-from models import simple_baseline
+from models import pretrained
 from models.simple_baseline import SimpleBaseline
 
 # torchvision's ResNet totals (25,557,032 / 44,549,160 / 60,192,808) minus the 2048 x 1000 + 1000 classifier.
@@ -52,15 +55,19 @@ def test_head_initialisation_is_small_normal() -> None:
     assert all(bool((m.weight == 1).all()) and bool((m.bias == 0).all()) for m in norms)
 
 
-def test_pretrained_and_backbone_reach_timm(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pretrained_and_backbone_reach_timm(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     calls = []
-    create = simple_baseline.timm.create_model
+    create = timm.create_model
 
     def record(name: str, **kwargs):
         calls.append((name, kwargs))
         return create(name, **{**kwargs, "pretrained": False})
 
-    monkeypatch.setattr(simple_baseline.timm, "create_model", record)
+    monkeypatch.setattr(timm, "create_model", record)
+    # Empty caches and a network that answers: the weights are asked of timm (stubbed, so nothing is fetched).
+    monkeypatch.setattr(pretrained.hub_constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(pretrained, "network_problem", lambda url: None)
     models.build("simplebaseline-tiny", pretrained=True)
     name, kwargs = calls[0]
     assert name == "resnet18" and kwargs["pretrained"] is True
