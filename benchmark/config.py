@@ -82,7 +82,7 @@ class ModelConfig:
     input_size: Optional[list[int]] = None
     kwargs: dict[str, Any] = field(default_factory=dict)
     flip_test: bool = True
-    flip_shift: bool = False
+    convention: str = "aligned"
     decoder: str = "dark"
     all_protocols: bool = True
 

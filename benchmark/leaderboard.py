@@ -105,6 +105,11 @@ class Entry:
     def metrics(self) -> dict[str, float | None]:
         return self.record["metrics"][self.stage]
 
+    @property
+    def imported(self) -> bool:
+        """Scored published weights (``import-weights``), not a model trained here."""
+        return self.record.get("imported") is not None
+
 
 @dataclasses.dataclass
 class Row:
@@ -231,8 +236,10 @@ def _eval_label(record: dict[str, Any]) -> str:
     flip = protocol.get("flip_test", _get(record["config"], "model.flip_test"))
     decoder = protocol.get("decoder", _get(record["config"], "model.decoder"))
     named = {"gt": "GT boxes", "detections": "detected boxes"}
+    # Records from before conventions existed were all on PoseBench's aligned grid.
     parts = [DASH if boxes is None else named.get(boxes, f"{boxes} boxes"),
-             DASH if flip is None else ("flip" if flip else "no flip"), decoder or DASH]
+             DASH if flip is None else ("flip" if flip else "no flip"), decoder or DASH,
+             f"{protocol.get('convention', 'aligned')} grid"]
     return ", ".join(parts)
 
 
@@ -253,7 +260,7 @@ def group_rows(entries: list[Entry]) -> list[Row]:
     groups: dict[tuple[Any, ...], list[Entry]] = {}
     for entry in entries:
         r = entry.record
-        key = (entry.synthetic, entry.protocol, r["method"], r["variant"], entry.stage, entry.setting)
+        key = (entry.synthetic, entry.protocol, entry.imported, r["method"], r["variant"], entry.stage, entry.setting)
         groups.setdefault(key, []).append(entry)
     rows = []
     for (synthetic, protocol, *_), members in groups.items():
@@ -330,8 +337,13 @@ def _footnote(number: int, row: Row) -> str:
     for e in row.entries:
         r = e.record
         commit = (r["git"].get("commit") or DASH)[:12] + (" (dirty)" if r["git"].get("dirty") else "")
+        source = ""
+        if e.imported:
+            weights = r["imported"]
+            source = (f" weights imported from `{Path(str(weights['source_file'])).name}` ({weights['format']}, "
+                      f"sha256 `{str(weights['sha256'])[:12]}`)")
         runs.append(f"seed {r['seed']} run `{r['run_id']}` commit `{commit}` config `{r['config_hash'][:12]}` "
-                    f"data `{_fingerprint(e)}`")
+                    f"data `{_fingerprint(e)}`{source}")
     return head + "; ".join(runs) + "."
 
 
@@ -425,9 +437,13 @@ def _tables(rows: list[Row]) -> list[tuple[str, list[Row]]]:
     """``(title, ranked rows)`` per table: real datasets first, then SynthPose per format."""
     out = []
     for protocol, title in REAL_DATASETS:
-        chosen = [r for r in rows if not r.synthetic and r.protocol == protocol]
+        chosen = [r for r in rows if not r.synthetic and r.protocol == protocol and not r.entries[0].imported]
         if chosen:
             out.append((title, rank(chosen)))
+        # Published checkpoints scored here are a table of their own, never ranked among trained models.
+        chosen = [r for r in rows if not r.synthetic and r.protocol == protocol and r.entries[0].imported]
+        if chosen:
+            out.append((f"{title}: published checkpoints (imported weights)", rank(chosen)))
     for protocol in ("mpii", "coco"):
         chosen = [r for r in rows if r.synthetic and r.protocol == protocol]
         if chosen:

@@ -68,6 +68,10 @@ NESTED: dict[str, tuple[str, ...]] = {
 }
 """Keys a record's nested objects must have (when the object is not null)."""
 PROTOCOL_ENTRY = ("stage", "decoder", "flip_test", "metrics")
+CONVENTIONS = ("aligned", "msra", "udp")
+"""``protocol.convention`` (pixelgrid); records written before it existed were all ``aligned``."""
+IMPORTED = ("format", "source_file", "sha256")
+"""Keys of ``imported``: set when the scored weights came from ``import-weights`` (a published checkpoint)."""
 NUMBERS: dict[str, tuple[str, ...]] = {
     "model": ("params", "gflops", "paper_gflops"),
     "reference": ("value", "tolerance"),
@@ -157,6 +161,16 @@ def validate_record(record: Any) -> None:
             raise ValueError(f"run record field 'protocols[{i}].flip_test' must be true or false, "
                              f"got {entry['flip_test']!r}")
         _check_metric_table(entry["metrics"], f"protocols[{i}].metrics")
+    convention = record["protocol"].get("convention", "aligned")
+    if convention not in CONVENTIONS:
+        raise ValueError(f"run record field 'protocol.convention' must be one of {', '.join(CONVENTIONS)}, "
+                         f"got {convention!r}")
+    imported = record.get("imported")
+    if imported is not None:
+        missing = [key for key in IMPORTED if not isinstance(imported, dict) or key not in imported]
+        if missing:
+            raise ValueError(f"run record field 'imported' must be null or an object with {list(IMPORTED)}; "
+                             f"lacks {missing[0]!r}")
     for field, keys in NUMBERS.items():
         for key in keys:
             value = record[field].get(key)

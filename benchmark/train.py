@@ -184,7 +184,7 @@ def build_datamodule(cfg: RunConfig, input_size: tuple[int, int]) -> PoseDataMod
         persistent_workers=d.persistent_workers, pin_memory=d.pin_memory, seed=cfg.seed,
         test_split=d.test_split, val_boxes=d.val_boxes, detection_file=d.detection_file,
         detection_threshold=d.detection_threshold, data_format=d.format, shuffle=d.shuffle,
-        max_samples=d.max_samples, drop_last=d.drop_last,
+        max_samples=d.max_samples, drop_last=d.drop_last, convention=cfg.model.convention,
     )
 
 
@@ -197,7 +197,7 @@ def model_kwargs(cfg: RunConfig, dataset: PoseDataset, input_size: tuple[int, in
         "input_size": list(input_size),
         "optimizer": o.optimizer, "lr": o.lr, "weight_decay": o.weight_decay, "momentum": o.momentum,
         "schedule": o.schedule, "milestones": list(o.milestones), "gamma": o.gamma, "warmup_epochs": o.warmup_epochs,
-        "flip_test": m.flip_test, "flip_shift": m.flip_shift, "decoder": m.decoder,
+        "flip_test": m.flip_test, "convention": m.convention, "decoder": m.decoder,
         "all_protocols": m.all_protocols,
         **dict(m.kwargs),
     }
@@ -367,11 +367,12 @@ def verdict(cfg: RunConfig, results: dict[str, dict[str, float]]) -> dict[str, A
 
 
 def evaluation_protocol(run: Run) -> dict[str, Any]:
-    """The scored protocol: boxes (with the detection file and its sha256), decoder and flip test."""
+    """The scored protocol: boxes (with the detection file and its sha256), decoder, flip test and the
+    pixel-grid convention."""
     network = getattr(run.model, "_orig_mod", run.model)
     decoder, flip_test = network.primary_protocol
     protocol: dict[str, Any] = {"boxes": run.cfg.data.val_boxes, "decoder": decoder, "flip_test": flip_test,
-                                "detections": None}
+                                "convention": network.convention.name, "detections": None}
     if run.cfg.data.val_boxes == "detections":
         dataset = run.datamodule.test_dataset
         protocol["detections"] = file_entry(dataset.annotation_files[-1])
@@ -403,8 +404,10 @@ def run_id(run: Run) -> str:
 
 
 def make_record(run: Run, results: dict[str, dict[str, float]], started: float, wall: float,
-                stages: tuple[str, ...], checkpoint: str | None, gallery: Path | None = None) -> dict[str, Any]:
-    """The run record of a finished run (see benchmark/run_record.py); ``gallery`` is the PNG beside it."""
+                stages: tuple[str, ...], checkpoint: str | None, gallery: Path | None = None,
+                imported: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The run record of a finished run (see benchmark/run_record.py); ``gallery`` is the PNG beside it;
+    ``imported`` describes published weights the scored checkpoint was imported from."""
     cfg, trainer = run.cfg, run.trainer
     world = int(trainer.world_size)
     best = {}
@@ -448,6 +451,7 @@ def make_record(run: Run, results: dict[str, dict[str, float]], started: float, 
         "epochs": int(trainer.current_epoch),
         "global_step": int(trainer.global_step),
         "run_dir": str(run.run_dir),
+        "imported": imported,
     }
 
 
@@ -509,7 +513,8 @@ def write_gallery(run: Run, path: Path) -> Path | None:
     return written
 
 
-def _finish(run: Run, started: float, stages: tuple[str, ...], checkpoint: str | None) -> RunResult:
+def _finish(run: Run, started: float, stages: tuple[str, ...], checkpoint: str | None,
+            imported: dict[str, Any] | None = None) -> RunResult:
     # Under ddp_spawn the callback ran in child processes; only the logged (float32) metrics come back.
     results = {stage: dict(table) for stage, table in run.evaluation.results.items()} or _logged_results(run.trainer)
     wall = time.time() - started
@@ -518,7 +523,7 @@ def _finish(run: Run, started: float, stages: tuple[str, ...], checkpoint: str |
         beside_record = Path(run.cfg.results_dir) / f"{run_id(run)}_gallery.png"
         gallery = write_gallery(run, beside_record if run.cfg.write_record else run.run_dir / "gallery.png")
         if run.cfg.write_record:
-            record = make_record(run, results, started, wall, stages, checkpoint, gallery)
+            record = make_record(run, results, started, wall, stages, checkpoint, gallery, imported)
             path = run_record.write_record(record, run.cfg.results_dir)
     return RunResult(results, path, run.run_dir, verdict(run.cfg, results), run)
 
@@ -560,7 +565,8 @@ def evaluate(overrides: list[str]) -> RunResult:
     Without ``method=`` the checkpoint's variant and model settings are used; a ``method=`` of a
     different method than the checkpoint's fails, saying which method it holds.
     """
-    selectors, _ = split_selectors(overrides)
+    selectors, dotlist = split_selectors(overrides)
+    given = {item.split("=", 1)[0] for item in dotlist}
     cfg = load_config(overrides)
     if not cfg.ckpt:
         raise RunError("evaluate needs ckpt=PATH (a checkpoint written by python -m benchmark train)")
@@ -581,6 +587,9 @@ def evaluate(overrides: list[str]) -> RunResult:
         cfg.model.variant = saved["variant"]
         cfg.model.input_size = saved["input_size"]
         cfg.model.kwargs = dict(saved["kwargs"])
+        if "model.convention" not in given:
+            # The pixel grid the weights were trained under (checkpoints from before conventions: aligned).
+            cfg.model.convention = saved.get("convention", "aligned")
     from models import METHODS
     from models.registry import accepted_kwargs
 
@@ -596,7 +605,7 @@ def evaluate(overrides: list[str]) -> RunResult:
     except RuntimeError as error:
         raise RunError(f"ckpt={path}: its weights do not fit {cfg.model.variant} as configured: {error}") from None
     run.trainer.test(run.model, datamodule=run.datamodule)
-    return _finish(run, started, ("test",), str(path))
+    return _finish(run, started, ("test",), str(path), meta.get("imported"))
 
 
 def train_from_overrides(overrides: list[str]) -> RunResult:

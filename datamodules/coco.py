@@ -36,23 +36,45 @@ NUM_JOINTS = COCO.num_joints
 BOX_PADDING = 1.25
 
 
+BOX_RULES = ("hrnet", "mmpose")
+
+
 def box_to_center_scale(
-    box_xywh: np.ndarray | list[float], aspect_ratio: float, padding: float = BOX_PADDING
+    box_xywh: np.ndarray | list[float], aspect_ratio: float, padding: float = BOX_PADDING, rule: str = "hrnet"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Centre ``(..., 2)`` and scale ``(..., 2)`` (box w, h / 200) of boxes ``(..., 4)`` as x, y, w, h.
 
-    HRNet ``_xywh2cs``: the box keeps its centre and grows along one side to ``aspect_ratio``
-    (width / height of the model input), then is padded by ``padding``.
+    ``hrnet`` (``_xywh2cs``, float64): the box keeps its centre and grows along one side to
+    ``aspect_ratio`` (width / height of the model input), then is padded by ``padding``.
+    ``mmpose`` (``bbox_xyxy2cs`` then ``TopdownAffine._fix_aspect_ratio``): the same in float32 on the
+    float32 corners, padding first, so the centre and size equal mmpose's bit for bit.
     """
     box = np.asarray(box_xywh, dtype=np.float64)
     if box.shape[-1] != 4:
         raise ValueError(f"boxes must end in 4 values (x, y, w, h), got shape {box.shape}")
+    if rule not in BOX_RULES:
+        raise ValueError(f"unknown box rule {rule!r}; valid: {', '.join(BOX_RULES)}")
+    if rule == "mmpose":
+        return _mmpose_center_scale(box, aspect_ratio, padding)
     x, y, w, h = np.moveaxis(box, -1, 0)
     center = np.stack([x + w * 0.5, y + h * 0.5], axis=-1)
     width = np.where(w > aspect_ratio * h, w, h * aspect_ratio)
     height = np.where(w > aspect_ratio * h, w / aspect_ratio, h)
     scale = np.stack([width, height], axis=-1) / PIXEL_STD * padding
     return center, scale
+
+
+def _mmpose_center_scale(box: np.ndarray, aspect_ratio: float, padding: float) -> tuple[np.ndarray, np.ndarray]:
+    """mmpose's float32 centre and padded, aspect-fixed size, returned as float64 centre and size / 200."""
+    x1, y1 = box[..., 0].astype(np.float32), box[..., 1].astype(np.float32)
+    x2 = (box[..., 0] + box[..., 2]).astype(np.float32)
+    y2 = (box[..., 1] + box[..., 3]).astype(np.float32)
+    padding32, aspect32 = np.float32(padding), np.float32(aspect_ratio)
+    center = np.stack([(x1 + x2) * np.float32(0.5), (y1 + y2) * np.float32(0.5)], axis=-1)
+    w, h = (x2 - x1) * padding32, (y2 - y1) * padding32
+    wider = w > h * aspect32
+    size = np.stack([np.where(wider, w, h * aspect32), np.where(wider, w / aspect32, h)], axis=-1)
+    return center.astype(np.float64), size.astype(np.float64) / PIXEL_STD
 
 
 def load_coco_api(annotation_path: Path) -> CocoApi:
@@ -86,9 +108,20 @@ def _person_category(api: CocoApi, path: Path) -> int:
     return int(ids[0])
 
 
-def _clean_box(box: list[float], width: float, height: float) -> np.ndarray | None:
-    """HRNet's clipped box [x1, y1, x2 - x1, y2 - y1], or None when nothing is left."""
+def _clean_box(box: list[float], width: float, height: float, rule: str = "hrnet") -> np.ndarray | None:
+    """The clipped box as [x1, y1, x2 - x1, y2 - y1], or None when nothing is left.
+
+    ``hrnet``: ``x2 = min(W - 1, x1 + max(0, w - 1))``; ``mmpose``: ``x2 = clip(x + w, 0, W - 1)``
+    on float32 corners, and a box of zero width or height is dropped (``_is_valid_instance``).
+    """
     x, y, w, h = (float(v) for v in box)
+    if rule == "mmpose":
+        x1, y1 = np.float32(np.clip(x, 0, width - 1)), np.float32(np.clip(y, 0, height - 1))
+        x2, y2 = np.float32(np.clip(x + w, 0, width - 1)), np.float32(np.clip(y + h, 0, height - 1))
+        if x2 - x1 <= 0 or y2 - y1 <= 0:
+            return None
+        # Corners stay float32 values; x1 + (x2 - x1) in float64 gives x2 back exactly.
+        return np.array([x1, y1, float(x2) - float(x1), float(y2) - float(y1)], dtype=np.float64)
     x1, y1 = max(0.0, x), max(0.0, y)
     x2 = min(width - 1.0, x1 + max(0.0, w - 1.0))
     y2 = min(height - 1.0, y1 + max(0.0, h - 1.0))
@@ -112,12 +145,14 @@ def _keypoint_array(ann: dict, path: Path) -> np.ndarray:
 
 
 def load_coco_records(
-    annotation_path: Path, image_dir: Path, aspect_ratio: float, *, problems: list[str] | None = None
+    annotation_path: Path, image_dir: Path, aspect_ratio: float, *, problems: list[str] | None = None,
+    box_rule: str = "hrnet",
 ) -> list[PersonRecord]:
     """Person records from the ground-truth boxes of a COCO keypoint file (HRNet kernel; see module doc).
 
     With ``problems`` given, a malformed annotation is described there and skipped instead of
-    raising :class:`DatasetError`.
+    raising :class:`DatasetError`. ``box_rule`` (``hrnet`` or ``mmpose``) clips and frames the boxes
+    as that code base does (``pixelgrid``'s ``coco_gt_box``).
     """
     annotation_path, image_dir = Path(annotation_path), Path(image_dir)
     api = load_coco_api(annotation_path)
@@ -140,10 +175,10 @@ def load_coco_records(
                     raise
                 problems.append(str(error))
                 continue
-            clean = _clean_box(ann["bbox"], width, height)
+            clean = _clean_box(ann["bbox"], width, height, box_rule)
             if clean is None or ann["area"] <= 0 or not (keypoints[:, 2] > 0).any():
                 continue
-            center, scale = box_to_center_scale(clean, aspect_ratio)
+            center, scale = box_to_center_scale(clean, aspect_ratio, rule=box_rule)
             records.append(
                 PersonRecord(
                     image=str(image_dir / image["file_name"]),
@@ -173,6 +208,7 @@ def load_coco_detection_records(
     detection_path: Path,
     aspect_ratio: float,
     score_threshold: float = 0.0,
+    box_rule: str = "hrnet",
 ) -> list[PersonRecord]:
     """Person records from a COCO-results detection file (category 1, ``score >= score_threshold``).
 
@@ -201,7 +237,12 @@ def load_coco_detection_records(
     if not kept:
         return []
     boxes = np.array([det["bbox"] for _, det in kept], dtype=np.float64)
-    centers, scales = box_to_center_scale(boxes, aspect_ratio)
+    if box_rule == "mmpose":
+        # mmpose reads detections as float32 x, y, w, h and adds them in float32 (bbox_xywh2xyxy).
+        corners = boxes.astype(np.float32)
+        far = (corners[:, :2] + corners[:, 2:]).astype(np.float64)
+        boxes = np.concatenate([corners[:, :2].astype(np.float64), far - corners[:, :2]], axis=1)
+    centers, scales = box_to_center_scale(boxes, aspect_ratio, rule=box_rule)
     source = str(detection_path)
     return [
         PersonRecord(

@@ -49,6 +49,7 @@ from datamodules.records import DatasetError
 from datamodules.skeletons import Skeleton
 from datamodules.topdown import TopDownDataset
 from datamodules.transforms import Augmentation, TopDownTransform
+from pixelgrid import DEFAULT_CONVENTION, get_convention
 
 # Separates the shuffle's random stream from the per-sample augmentation streams (seed, epoch, index).
 _SHUFFLE_STREAM = 0x5348_5546
@@ -228,6 +229,7 @@ class PoseDataModule(pl.LightningDataModule):
         shuffle: bool = True,
         max_samples: int | None = None,
         drop_last: bool = False,
+        convention: str = DEFAULT_CONVENTION,
     ) -> None:
         """
         Args:
@@ -251,6 +253,7 @@ class PoseDataModule(pl.LightningDataModule):
             max_samples: debug subset: keep only the first N records of every split (``val_dataset.records``
                 too, so COCO evaluation must restrict COCOeval to those image ids).
             drop_last: drop the last incomplete training batch.
+            convention: pixel-grid convention of the crops and COCO boxes (``pixelgrid``; the model's).
         """
         super().__init__()
         height, width = (int(v) for v in input_size)
@@ -288,6 +291,7 @@ class PoseDataModule(pl.LightningDataModule):
         self.shuffle = shuffle
         self.max_samples = max_samples
         self.drop_last = drop_last
+        self.convention = get_convention(convention)
         self._datasets: dict[str, PoseDataset] = {}
         self._loaded: dict[str, TopDownDataset] = {}
 
@@ -297,6 +301,7 @@ class PoseDataModule(pl.LightningDataModule):
         dataset = build_dataset(
             self.dataset_name, self.root, split, aspect_ratio=width / height, boxes=boxes,
             detection_file=self.detection_file, detection_threshold=self.detection_threshold, format=self.data_format,
+            box_rule=self.convention.coco_gt_box,
         )
         if self.max_samples is not None:
             dataset = dataset.head(self.max_samples)
@@ -313,7 +318,8 @@ class PoseDataModule(pl.LightningDataModule):
             augmentation = None
         if dataset.skeleton.name != self.skeleton.name:
             raise RuntimeError(f"{self.dataset_name} loaded as {dataset.skeleton.name}, expected {self.skeleton.name}")
-        transform = TopDownTransform(self.input_size, dataset.skeleton, augmentation=augmentation, seed=self.seed)
+        transform = TopDownTransform(self.input_size, dataset.skeleton, augmentation=augmentation, seed=self.seed,
+                                     convention=self.convention)
         self._datasets[role] = dataset
         self._loaded[role] = TopDownDataset(dataset.records, transform)
 

@@ -174,14 +174,16 @@ def _build_coco_format(
     detections: Path | None,
     detection_threshold: float,
     problems: list[str] | None,
+    box_rule: str,
 ) -> PoseDataset:
     annotation_path = _require(annotation_path, name, root, f"{split} keypoint annotations")
     if detections is None:
-        records = load_coco_records(annotation_path, image_dir, aspect_ratio, problems=problems)
+        records = load_coco_records(annotation_path, image_dir, aspect_ratio, problems=problems, box_rule=box_rule)
         files: tuple[Path, ...] = (annotation_path,)
     else:
         detections = _require(detections, name, root, "person detection results")
-        records = load_coco_detection_records(annotation_path, image_dir, detections, aspect_ratio, detection_threshold)
+        records = load_coco_detection_records(annotation_path, image_dir, detections, aspect_ratio, detection_threshold,
+                                              box_rule=box_rule)
         files = (annotation_path, detections)
     return PoseDataset(name, split, COCO, records, files, image_dir, "coco", coco_annotation=annotation_path)
 
@@ -210,6 +212,7 @@ def build_dataset(
     detection_threshold: float = 0.0,
     format: str = "mpii",
     problems: list[str] | None = None,
+    box_rule: str = "hrnet",
 ) -> PoseDataset:
     """Load split ``split`` of dataset ``name`` stored under ``root``.
 
@@ -217,7 +220,8 @@ def build_dataset(
     (COCO-format val only) reads ``detection_file`` (default: the dataset's standard detection
     file) keeping boxes with score >= ``detection_threshold``; ``format`` picks SynthPose's
     MPII or COCO files. With ``problems`` given, malformed annotation entries are listed there
-    and skipped instead of raising (``python -m benchmark data check`` uses this).
+    and skipped instead of raising (``python -m benchmark data check`` uses this). ``box_rule``
+    (``hrnet`` or ``mmpose``) frames COCO-format boxes as that code base does.
     """
     _check_choice("dataset", name, DATASETS)
     _check_choice("split", split, SPLITS)
@@ -239,6 +243,7 @@ def build_dataset(
         return _build_coco_format(
             name, root, root / "annotations" / f"person_keypoints_{year_split}.json", root / year_split, split,
             aspect_ratio, (detections or default) if boxes == "detections" else None, detection_threshold, problems,
+            box_rule,
         )
     if name in ("lsp", "lsp_extended"):
         return _build_lsp(name, root, split, extended=name == "lsp_extended")
@@ -248,4 +253,5 @@ def build_dataset(
     return _build_coco_format(
         name, root, root / "coco" / "annotations" / f"person_keypoints_{split}.json", root / "images", split,
         aspect_ratio, (detections or default) if boxes == "detections" else None, detection_threshold, problems,
+        box_rule,
     )

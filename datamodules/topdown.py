@@ -16,9 +16,20 @@ from torch.utils.data import Dataset
 
 from datamodules.records import DatasetError, PersonRecord
 from datamodules.transforms import TopDownTransform
+from pixelgrid import get_convention
 
 _IMREAD_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
 _NO_HEADBOX = np.full((2, 2), np.nan, dtype=np.float32)
+
+
+def warp_matrix(center: np.ndarray, size: np.ndarray, input_size: tuple[int, int], convention: str) -> np.ndarray:
+    """The ``(2, 3)`` float64 affine from image to crop pixels (rotation 0), a public contract (DESIGN.md).
+
+    ``center``, ``size`` ``(2,)``: the box the crop covers in image px, after padding and the aspect
+    fix (mmpose's ``input_center`` / ``input_scale``); ``input_size`` ``(H, W)``; ``convention`` one of
+    ``pixelgrid.CONVENTIONS``.
+    """
+    return get_convention(convention).warp_matrix(center, size, input_size)
 
 
 def read_image(path: str) -> np.ndarray:

@@ -5,7 +5,10 @@ transform built from the box centre and width, a rotation, an optional shift and
 horizontal flip. The same ``(2, 3)`` matrix warps the image (once, ``cv2.warpAffine``) and the
 keypoints, and its exact inverse maps predictions back to image pixels at evaluation.
 
-Pixel convention: pixel centres sit at integer coordinates, so a crop of width ``W`` spans
+The warp follows the run's pixel-grid convention (``pixelgrid``: ``aligned``, PoseBench's own and
+the default, described next; ``msra`` and ``udp`` reproduce the published checkpoints' pipelines).
+
+Pixel convention (``aligned``): pixel centres sit at integer coordinates, so a crop of width ``W`` spans
 ``[-0.5, W - 0.5]``. The box centre therefore maps to ``((W - 1) / 2, (H - 1) / 2)`` and the box
 edges ``centre.x -/+ w / 2`` map to the crop edges ``-0.5`` and ``W - 0.5``; a horizontal flip of the
 crop is ``x' = (W - 1) - x``, a mirror about the box centre. HRNet's ``get_affine_transform``
@@ -53,6 +56,7 @@ import torch
 
 from datamodules.records import PIXEL_STD, PersonRecord
 from datamodules.skeletons import Skeleton
+from pixelgrid import DEFAULT_CONVENTION, Convention, get_convention
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -164,19 +168,10 @@ def affine_matrix(
     box_w = float(scale[0]) * PIXEL_STD
     if not box_w > 0.0:
         raise ValueError(f"box width must be positive, got scale {tuple(np.asarray(scale).tolist())}")
-    zoom = width / box_w
-    theta = math.radians(rotation)
-    a = zoom * math.cos(theta)
-    b = zoom * math.sin(theta)
     cx = float(center[0]) + float(shift[0]) * float(scale[0]) * PIXEL_STD
     cy = float(center[1]) + float(shift[1]) * float(scale[1]) * PIXEL_STD
-    # Screen counter-clockwise with y pointing down: (x, y) -> (a x + b y, -b x + a y).
-    ox, oy = (width - 1) * 0.5, (height - 1) * 0.5
-    row0 = [a, b, ox - a * cx - b * cy]
-    row1 = [-b, a, oy + b * cx - a * cy]
-    if flip:
-        row0 = [-row0[0], -row0[1], (width - 1) - row0[2]]
-    return np.array([row0, row1], dtype=np.float64)
+    box = (box_w, float(scale[1]) * PIXEL_STD)
+    return get_convention("aligned").warp_matrix((cx, cy), box, (height, width), rotation, flip)
 
 
 def invert_affine(matrix: np.ndarray) -> np.ndarray:
@@ -238,6 +233,7 @@ class TopDownTransform:
         skeleton: Skeleton,
         augmentation: Augmentation | None = None,
         seed: int = 0,
+        convention: str | Convention = DEFAULT_CONVENTION,
     ) -> None:
         height, width = (int(v) for v in input_size_hw)
         if height <= 0 or width <= 0:
@@ -246,6 +242,7 @@ class TopDownTransform:
         self.skeleton = skeleton
         self.augmentation = augmentation
         self.seed = int(seed)
+        self.convention = get_convention(convention)
         self._flip_permutation = skeleton.flip_permutation
         self._upper = np.zeros(skeleton.num_joints, dtype=bool)
         self._upper[list(skeleton.upper_body)] = True
@@ -271,7 +268,7 @@ class TopDownTransform:
             if gain is not None:
                 lut = _normalisation_lut(gain)
 
-        matrix = affine_matrix(center, scale, rotation, (width, height), flip=flip)
+        matrix = self.convention.warp_matrix(center, np.asarray(scale) * PIXEL_STD, (height, width), rotation, flip)
         crop = cv2.warpAffine(
             image_bgr, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
         )

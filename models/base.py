@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from models.codecs import DECODE_METHODS, HeatmapCodec, flip_coordinates, flip_heatmaps_back
+from pixelgrid import CONVENTIONS, DEFAULT_CONVENTION, get_convention
 
 OPTIMIZERS: tuple[str, ...] = ("adam", "rmsprop", "sgd")
 SCHEDULES: tuple[str, ...] = ("multistep", "cosine", "none")
@@ -133,10 +134,11 @@ class PoseEstimator(pl.LightningModule):
     ``predict_crop``. ``input_size`` is (H, W); ``flip_pairs`` are the dataset's left/right joint
     pairs; ``momentum`` is SGD's, ``alpha``/``eps`` are RMSprop's; ``milestones`` and
     ``warmup_epochs`` are in epochs; ``max_epochs`` (default: the Trainer's) is the cosine period.
-    ``flip_shift`` (HRNet's one-pixel shift of the flipped-back heatmaps) is off by default: it
-    compensates HRNet's misaligned crop-to-heatmap mapping, while ``HeatmapCodec`` aligns pixel
-    centres, so there a mirrored pass flipped back already coincides and the shift would move the
-    averaged peak half a heatmap pixel right (tests/models/test_base.py checks both).
+    ``convention`` (``pixelgrid``) is the pixel grid the model's targets, flip test and decoding use
+    (and the data module's crops must use): ``aligned`` (PoseBench's own; a mirrored pass flipped
+    back coincides, no shift), or ``msra`` / ``udp`` to train or score like the published
+    checkpoints (``msra`` shifts the flipped-back heatmaps one pixel, HRNet's SHIFT_HEATMAP).
+    ``conventions`` lists those a method supports.
     ``all_protocols`` makes the test step score every ``(decoder, flip test)`` pair as well.
 
     Coordinate regressors implement ``crop_coordinates``; heatmap methods use ``HeatmapEstimator``.
@@ -144,6 +146,7 @@ class PoseEstimator(pl.LightningModule):
     """
 
     decoders: tuple[str, ...] = (REGRESSION,)
+    conventions: tuple[str, ...] = (DEFAULT_CONVENTION,)
 
     def __init__(
         self,
@@ -163,7 +166,7 @@ class PoseEstimator(pl.LightningModule):
         warmup_epochs: float = 0.0,
         max_epochs: int | None = None,
         flip_test: bool = True,
-        flip_shift: bool = False,
+        convention: str = DEFAULT_CONVENTION,
         decoder: str = "dark",
         all_protocols: bool = True,
     ) -> None:
@@ -178,6 +181,11 @@ class PoseEstimator(pl.LightningModule):
             raise ValueError(f"unknown schedule {schedule!r}; valid: {', '.join(SCHEDULES)}")
         if decoder not in DECODE_METHODS:
             raise ValueError(f"unknown decoder {decoder!r}; valid: {', '.join(DECODE_METHODS)}")
+        if convention not in CONVENTIONS:
+            raise ValueError(f"unknown convention {convention!r}; valid: {', '.join(CONVENTIONS)}")
+        if convention not in self.conventions:
+            raise ValueError(f"{type(self).__name__} supports the pixel-grid convention(s) {', '.join(self.conventions)}, "
+                             f"not {convention!r}")
         if num_joints < 1:
             raise ValueError(f"num_joints must be >= 1, got {num_joints}")
         if len(input_size) != 2 or min(input_size) <= 0:
@@ -187,6 +195,7 @@ class PoseEstimator(pl.LightningModule):
         self.num_joints = int(num_joints)
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.flip_permutation = flip_permutation(flip_pairs, self.num_joints)
+        self.convention = get_convention(convention)
 
     def forward(self, image: torch.Tensor) -> Outputs:
         """Image ``(B, 3, H, W)`` -> the network's output (a list = stage outputs, the last is final)."""
@@ -368,6 +377,7 @@ class HeatmapEstimator(PoseEstimator):
 
     output_stride: int = 4
     decoders = DECODE_METHODS
+    conventions = CONVENTIONS
 
     def __init__(self, *, sigma: float = 2.0, unbiased_encoding: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -375,7 +385,8 @@ class HeatmapEstimator(PoseEstimator):
         if height % self.output_stride or width % self.output_stride:
             raise ValueError(f"input_size {[height, width]} must be divisible by the output stride {self.output_stride}")
         self.heatmap_size = (height // self.output_stride, width // self.output_stride)
-        self.codec = HeatmapCodec(self.input_size, self.heatmap_size, sigma, unbiased=unbiased_encoding)
+        self.codec = HeatmapCodec(self.input_size, self.heatmap_size, sigma, unbiased=unbiased_encoding,
+                                  convention=self.convention)
 
     def compute_loss(self, outputs: Outputs, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         stages = outputs if isinstance(outputs, (list, tuple)) else [outputs]
@@ -390,7 +401,8 @@ class HeatmapEstimator(PoseEstimator):
     def flip_average(self, heatmaps: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """``heatmaps`` ``(B, K, h, w)`` of ``image`` averaged with the mirrored pass, flipped back."""
         mirrored = self.final_heatmaps(self(image.flip(-1)))
-        return 0.5 * (heatmaps + flip_heatmaps_back(mirrored, self.flip_permutation, shift=self.hparams.flip_shift))
+        return 0.5 * (heatmaps + flip_heatmaps_back(mirrored, self.flip_permutation,
+                                                        shift=self.convention.flip_shift))
 
     def predict_heatmaps(self, image: torch.Tensor, outputs: Outputs | None = None) -> torch.Tensor:
         """Final heatmaps ``(B, K, h, w)`` of ``image``, averaged with the flipped pass when ``flip_test``."""

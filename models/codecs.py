@@ -59,12 +59,15 @@ Sources, fact by fact:
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from typing import TypeVar
 
 import cv2
 import numpy as np
 import torch
+
+from pixelgrid import DEFAULT_CONVENTION, Convention, get_convention
 
 DECODE_METHODS: tuple[str, ...] = ("argmax", "quarter", "dark")
 
@@ -217,18 +220,76 @@ def _taylor_offsets(values: torch.Tensor, interior: torch.Tensor) -> torch.Tenso
     return torch.where(usable.unsqueeze(-1), offsets, 0.0)
 
 
-def decode_heatmaps(heatmaps: Array, method: str = "dark", blur_kernel: int = 11) -> tuple[Array, Array]:
+def _quarter_shifts(flat: torch.Tensor, px: torch.Tensor, py: torch.Tensor, height: int, width: int,
+                    rule: str) -> torch.Tensor:
+    """The quarter-offset step ``(N, K, 2)``: 0.25 px toward the higher neighbour per axis.
+
+    ``each_axis``: wherever both neighbours on that axis exist. ``msra``: mmpose ``refine_keypoints``'
+    conditions, ``1 < x < W - 1 and 0 < y < H`` for x and ``1 < y < H - 1 and 0 < x < W`` for y.
+    """
+    left, right, up, down = _gather(flat, px, py, ((-1, 0), (1, 0), (0, -1), (0, 1)), height, width).unbind(-1)
+    if rule == "msra":
+        has_x = (px > 1) & (px < width - 1) & (py > 0) & (py < height)
+        has_y = (py > 1) & (py < height - 1) & (px > 0) & (px < width)
+    else:
+        has_x = (px > 0) & (px < width - 1)
+        has_y = (py > 0) & (py < height - 1)
+    shift_x = torch.where(has_x, torch.sign(right - left), 0) * 0.25
+    shift_y = torch.where(has_y, torch.sign(down - up), 0) * 0.25
+    return torch.stack([shift_x, shift_y], dim=-1)
+
+
+def _blur_whole_maps(maps: torch.Tensor, blur_kernel: int) -> torch.Tensor:
+    """mmpose / DarkPose ``gaussian_blur``: each map zero-padded, blurred, rescaled to its own maximum."""
+    height, width = maps.shape[-2:]
+    kernel = torch.from_numpy(_cv2_gaussian_kernel(blur_kernel)).to(device=maps.device, dtype=maps.dtype)
+    radius = (blur_kernel - 1) // 2
+    blurred = _band_matrix(kernel, height, height, -radius) @ maps @ _band_matrix(kernel, width, width, -radius).T
+    peak = blurred.amax(dim=(-2, -1), keepdim=True)
+    nonzero = peak != 0
+    ratio = torch.where(nonzero, maps.amax(dim=(-2, -1), keepdim=True) / torch.where(nonzero, peak, 1), 0)
+    return blurred * ratio
+
+
+def _dark_udp_offsets(maps: torch.Tensor, px: torch.Tensor, py: torch.Tensor, blur_kernel: int) -> torch.Tensor:
+    """mmpose ``refine_keypoints_dark_udp``: Newton step ``(N, K, 2)`` on the clipped log of the blurred map.
+
+    Blur as DARK, clip to ``[1e-3, 50]``, log, edge padding (so border peaks use replicated values),
+    central differences with step 1, and ``(H + eps I)^-1 g`` with float32's eps, at every peak.
+    """
+    n, k, height, width = maps.shape
+    log_maps = _blur_whole_maps(maps, blur_kernel).clamp(1e-3, 50.0).log().reshape(n, k, height * width)
+    # Edge padding = clamping the neighbour positions into the map.
+    c, xp, xm, yp, ym, pp, mm = _gather(log_maps, px, py, ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1)),
+                                        height, width).double().unbind(-1)
+    dx = 0.5 * (xp - xm)
+    dy = 0.5 * (yp - ym)
+    dxx = xp - 2 * c + xm
+    dyy = yp - 2 * c + ym
+    dxy = 0.5 * (pp - xp - yp + c + c - xm - ym + mm)
+    eps = float(np.finfo(np.float32).eps)
+    a, d = dxx + eps, dyy + eps
+    det = a * d - dxy * dxy
+    offset_x = (d * dx - dxy * dy) / det
+    offset_y = (a * dy - dxy * dx) / det
+    return -torch.stack([offset_x, offset_y], dim=-1)
+
+
+def decode_heatmaps(heatmaps: Array, method: str = "dark", blur_kernel: int = 11,
+                    convention: str | Convention = DEFAULT_CONVENTION) -> tuple[Array, Array]:
     """Heatmaps ``(N, K, H, W)`` -> coords ``(N, K, 2)`` as (x, y) heatmap pixels, scores ``(N, K)``.
 
     Pixel centres are at integers. ``method``: ``argmax`` (the first maximum), ``quarter`` (argmax moved
     0.25 px toward the higher neighbour per axis) or ``dark`` (DarkPose: blur with ``blur_kernel``, log,
-    one Taylor step). Scores are the peak values of the given maps; where a peak is not positive the
-    coordinates are (0, 0), as in the reference code. numpy in -> numpy out, torch in -> torch out
-    (same device); float64 input decodes in float64, anything else in float32.
+    one Taylor step). ``convention`` (``pixelgrid``) sets the quarter rule's border conditions, the
+    DARK variant (``udp``: DARK-UDP) and where a map with no positive value decodes to. Scores are the
+    peak values of the given maps. numpy in -> numpy out, torch in -> torch out (same device);
+    float64 input decodes in float64, anything else in float32.
     """
     if method not in DECODE_METHODS:
         raise ValueError(f"unknown heatmap decode method {method!r}; valid: {', '.join(DECODE_METHODS)}")
     _check_blur_kernel(blur_kernel)
+    grid = get_convention(convention)
     tensor, as_numpy = _to_tensor(heatmaps, "heatmaps")
     if tensor.ndim != 4:
         raise ValueError(f"heatmaps must have shape (N, K, H, W), got {tuple(tensor.shape)}")
@@ -244,17 +305,17 @@ def decode_heatmaps(heatmaps: Array, method: str = "dark", blur_kernel: int = 11
     coords = torch.stack([px, py], dim=-1).to(maps.dtype)
 
     if method == "quarter":
-        left, right, up, down = _gather(flat, px, py, ((-1, 0), (1, 0), (0, -1), (0, 1)), height, width).unbind(-1)
-        has_x = (px > 0) & (px < width - 1)
-        has_y = (py > 0) & (py < height - 1)
-        shift_x = torch.where(has_x, torch.sign(right - left), 0) * 0.25
-        shift_y = torch.where(has_y, torch.sign(down - up), 0) * 0.25
-        coords = coords + torch.stack([shift_x, shift_y], dim=-1)
+        coords = coords + _quarter_shifts(flat, px, py, height, width, grid.quarter_rule)
+    elif method == "dark" and grid.dark == "dark_udp":
+        step = _dark_udp_offsets(maps, px, py, blur_kernel)
+        coords = (coords.double() + torch.where(positive.unsqueeze(-1), step, 0.0)).to(maps.dtype)
     elif method == "dark":
         # DarkPose only steps from peaks at least 2 px inside the map (its derivatives reach 2 px).
         interior = (px > 1) & (px < width - 2) & (py > 1) & (py < height - 2)
         values = _dark_log_values(maps, px, py, interior, blur_kernel)
         coords = (coords.double() + _taylor_offsets(values, interior)).to(maps.dtype)
+    if grid.empty_peak != 0.0:
+        coords = torch.where(positive.unsqueeze(-1), coords, grid.empty_peak)
     return _like_input(coords, as_numpy), _like_input(scores, as_numpy)
 
 
@@ -312,27 +373,39 @@ def _check_keypoints(keypoints: torch.Tensor, visible: torch.Tensor) -> torch.Te
 
 
 class HeatmapCodec:
-    """Gaussian heatmaps (standard integer-centred or DARK unbiased) and their decoding, in crop pixels.
+    """Gaussian heatmaps (standard window or DARK unbiased) and their decoding, in crop pixels.
 
-    ``input_size`` and ``heatmap_size`` are (H, W); heatmap px = (crop px + 0.5) / stride - 0.5 per
-    axis with stride = input / heatmap (pixel centres at integers in both grids; see the module
-    docstring), and decoding maps back with crop px = (heatmap px + 0.5) * stride - 0.5.
+    ``input_size`` and ``heatmap_size`` are (H, W). ``convention`` (``pixelgrid``) fixes the
+    crop <-> heatmap mapping (``aligned``: hm = (crop + 0.5) / stride - 0.5; ``msra``: crop / stride;
+    ``udp``: crop (Wh - 1) / (W - 1)), how the target centre is rounded and windowed, the decoding
+    rules and the default blur kernel (``msra``/``udp``: the released 11; ``aligned``: matched to sigma).
     """
 
     def __init__(self, input_size: tuple[int, int], heatmap_size: tuple[int, int], sigma: float,
-                 unbiased: bool = False, blur_kernel: int | None = None) -> None:
+                 unbiased: bool = False, blur_kernel: int | None = None,
+                 convention: str | Convention = DEFAULT_CONVENTION) -> None:
         if len(input_size) != 2 or len(heatmap_size) != 2 or min(*input_size, *heatmap_size) <= 0:
             raise ValueError(f"input_size and heatmap_size must be positive (H, W), got {input_size}, {heatmap_size}")
         if sigma <= 0:
             raise ValueError(f"sigma must be positive, got {sigma}")
+        self.convention = get_convention(convention)
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.heatmap_size = (int(heatmap_size[0]), int(heatmap_size[1]))
         self.sigma = float(sigma)
         self.unbiased = unbiased
-        self.blur_kernel = blur_kernel_for_sigma(sigma) if blur_kernel is None else blur_kernel
+        if blur_kernel is None:
+            blur_kernel = self.convention.blur_kernel or blur_kernel_for_sigma(sigma)
+        self.blur_kernel = blur_kernel
         _check_blur_kernel(self.blur_kernel)
-        # (x, y) order, as keypoints.
-        self.stride = (input_size[1] / heatmap_size[1], input_size[0] / heatmap_size[0])
+        # (x, y) order, as keypoints; crop = (hm + offset) * stride - offset.
+        self.stride = self.convention.heatmap_stride(self.input_size, self.heatmap_size)
+        self.offset = self.convention.heatmap_offset()
+
+    def to_heatmap(self, keypoints: torch.Tensor) -> torch.Tensor:
+        """Crop px ``(..., 2)`` -> heatmap px ``(..., 2)``, computed in float32 as mmpose divides by its
+        float32 ``scale_factor``, returned as float64 (the window arithmetic that follows is exact)."""
+        kp = keypoints.float()
+        return ((kp + self.offset) / kp.new_tensor(self.stride) - self.offset).double()
 
     def encode(self, keypoints: torch.Tensor, visible: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Keypoints ``(B, K, 2)`` crop px, visibility ``(B, K)`` -> heatmaps ``(B, K, h, w)``, weights ``(B, K)``.
@@ -342,34 +415,78 @@ class HeatmapCodec:
         """
         kp = torch.as_tensor(keypoints)
         annotated = _check_keypoints(kp, torch.as_tensor(visible, device=kp.device))
-        height, width = self.heatmap_size
         kp = torch.where(annotated.unsqueeze(-1), kp.float(), 0.0)
-        mu = (kp + 0.5) / kp.new_tensor(self.stride) - 0.5
-        if not self.unbiased:
-            mu = torch.floor(mu + 0.5)
-        radius = 3.0 * self.sigma
-        upper_left = torch.floor(mu - radius)
-        bottom_right = torch.floor(mu + radius + 1.0)
-        inside = ((upper_left < kp.new_tensor((width, height))) & (bottom_right >= 0)).all(dim=-1)
+        exact = self.to_heatmap(kp)
+        if self.unbiased:
+            dx, dy, inside = self._unbiased_offsets(exact)
+        else:
+            dx, dy, inside = self._window_offsets(exact)
         weights = (annotated & inside).float()
-        dx = torch.arange(width, device=kp.device, dtype=torch.float32) - mu[..., :1]
-        dy = torch.arange(height, device=kp.device, dtype=torch.float32) - mu[..., 1:]
-        gx = torch.exp(-dx * dx / (2.0 * self.sigma**2))
-        gy = torch.exp(-dy * dy / (2.0 * self.sigma**2))
-        if not self.unbiased:
-            gx = gx * (dx.abs() <= radius)
-            gy = gy * (dy.abs() <= radius)
-        heatmaps = (gy * weights.unsqueeze(-1)).unsqueeze(-1) * gx.unsqueeze(-2)
+        two_var = 2.0 * self.sigma**2
+        # Offsets outside the window are inf, so their exp is exactly 0.
+        gx = torch.exp(-dx * dx / two_var)
+        gy = torch.exp(-dy * dy / two_var)
+        heatmaps = (gy.float() * weights.unsqueeze(-1)).unsqueeze(-1) * gx.float().unsqueeze(-2)
         return heatmaps, weights
 
-    def decode(self, heatmaps: Array, method: str = "dark") -> tuple[Array, Array]:
-        """Heatmaps ``(B, K, h, w)`` -> keypoints ``(B, K, 2)`` in crop px, scores ``(B, K)``.
+    def _unbiased_offsets(self, exact: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """DARK: the Gaussian at the exact point over the whole map; in range unless its 3-sigma box misses."""
+        height, width = self.heatmap_size
+        radius = 3.0 * self.sigma
+        inside = ((exact - radius < exact.new_tensor((width, height))) & (exact + radius + 1.0 >= 0)).all(dim=-1)
+        dx = torch.arange(width, device=exact.device, dtype=exact.dtype) - exact[..., :1]
+        dy = torch.arange(height, device=exact.device, dtype=exact.dtype) - exact[..., 1:]
+        return dx, dy, inside
 
-        ``decode_heatmaps`` with this codec's blur kernel, then (heatmap px + 0.5) * stride - 0.5.
+    def _window_offsets(self, exact: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pixel offsets from the Gaussian's centre inside its window (inf outside), and the range test.
+
+        ``aligned``: HRNet's ``generate_target`` window ``|p - mu| <= 3 sigma`` around ``floor(hm + 0.5)``.
+        ``msra`` / ``udp``: mmpose ``generate_(udp_)gaussian_heatmaps``: ``mu = int(hm + 0.5)``, the window
+        holds ``ceil(6 sigma + 1)`` pixels from ``int(mu - 3 sigma)`` with the centre at index
+        ``(6 sigma + 1) // 2`` (for UDP moved by ``hm - mu``); out of range when ``int(mu - 3 sigma) >= size``
+        or ``int(mu + 3 sigma + 1) < 0``.
         """
-        coords, scores = decode_heatmaps(heatmaps, method=method, blur_kernel=self.blur_kernel)
-        offset = tuple(0.5 * s - 0.5 for s in self.stride)
-        return _scale_xy(coords, self.stride, offset), scores
+        height, width = self.heatmap_size
+        radius = 3.0 * self.sigma
+        grid = self.convention
+        mu = torch.floor(exact + 0.5) if grid.rounding == "nearest" else torch.trunc(exact + 0.5)
+        sizes = exact.new_tensor((width, height))
+        if grid.rounding == "nearest":
+            start = torch.floor(mu - radius)
+            inside = ((start < sizes) & (torch.floor(mu + radius + 1.0) >= 0)).all(dim=-1)
+            centre, count = mu, None
+        else:
+            start = torch.trunc(mu - radius)
+            inside = ((start < sizes) & (torch.trunc(mu + radius + 1.0) >= 0)).all(dim=-1)
+            size = 2.0 * radius + 1.0
+            centre = start + size // 2 + ((exact - mu) if grid.subpixel_window else 0.0)
+            count = math.ceil(size)
+        offsets = []
+        for axis, length in ((0, width), (1, height)):
+            p = torch.arange(length, device=exact.device, dtype=exact.dtype)
+            d = p - centre[..., axis : axis + 1]
+            if count is None:
+                window = (p - mu[..., axis : axis + 1]).abs() <= radius
+            else:
+                first = start[..., axis : axis + 1]
+                window = (p >= first) & (p < first + count)
+            offsets.append(torch.where(window, d, math.inf))
+        return offsets[0], offsets[1], inside
+
+    def decode_heatmap_px(self, heatmaps: Array, method: str = "dark") -> tuple[Array, Array]:
+        """``decode_heatmaps`` with this codec's blur kernel and convention: heatmap px ``(B, K, 2)``, scores."""
+        return decode_heatmaps(heatmaps, method=method, blur_kernel=self.blur_kernel, convention=self.convention)
+
+    def heatmap_to_crop(self, coords: Array) -> Array:
+        """Heatmap px ``(..., 2)`` -> crop px ``(..., 2)``: ``(hm + offset) * stride - offset`` in ``coords``' dtype."""
+        offset = tuple((self.offset * s - self.offset) for s in self.stride)
+        return _scale_xy(coords, self.stride, offset)
+
+    def decode(self, heatmaps: Array, method: str = "dark") -> tuple[Array, Array]:
+        """Heatmaps ``(B, K, h, w)`` -> keypoints ``(B, K, 2)`` in crop px, scores ``(B, K)``."""
+        coords, scores = self.decode_heatmap_px(heatmaps, method)
+        return self.heatmap_to_crop(coords), scores
 
 
 def _scale_xy(coords: Array, scale: tuple[float, float], offset: tuple[float, float]) -> Array:
@@ -382,15 +499,19 @@ def _scale_xy(coords: Array, scale: tuple[float, float], offset: tuple[float, fl
 class RegressionCodec:
     """DeepPose box-normalised coordinates: n = (x - box centre) / box size per axis, the box being the crop.
 
-    ``input_size`` is (H, W); the crop spans [-0.5, W - 0.5] x [-0.5, H - 0.5] in crop pixels.
+    ``input_size`` is (H, W). ``aligned``: the crop spans [-0.5, W - 0.5] x [-0.5, H - 0.5] in crop
+    pixels (centre ``(W - 1) / 2``); ``msra`` / ``udp``: mmpose's ``RegressionLabel``, n = x / W
+    (``mmpose/codecs/regression_label.py``), so imported mmpose regressors decode as trained.
     """
 
-    def __init__(self, input_size: tuple[int, int]) -> None:
+    def __init__(self, input_size: tuple[int, int], convention: str | Convention = DEFAULT_CONVENTION) -> None:
         if len(input_size) != 2 or min(input_size) <= 0:
             raise ValueError(f"input_size must be positive (H, W), got {input_size}")
         height, width = input_size
         self.input_size = (int(height), int(width))
-        self.centre = ((width - 1) / 2.0, (height - 1) / 2.0)
+        self.convention = get_convention(convention)
+        aligned = self.convention.name == "aligned"
+        self.centre = ((width - 1) / 2.0, (height - 1) / 2.0) if aligned else (0.0, 0.0)
         self.size = (float(width), float(height))
 
     def encode(self, keypoints: torch.Tensor, visible: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -77,6 +77,7 @@ from torch import nn
 
 from models.base import HeatmapEstimator, Outputs
 from models.registry import MPII_FLIP_PAIRS, MPII_JOINTS, register_method, register_variant
+from pixelgrid import DEFAULT_CONVENTION
 
 # The Caffe data layer skips Gaussian values below 1% (``exponent > ln(100)``).
 _GAUSSIAN_CUTOFF = 4.6052
@@ -198,6 +199,8 @@ class ConvolutionalPoseMachine(HeatmapEstimator):
     """
 
     output_stride = 8
+    # Its centre map and belief-map grid are written for the aligned grid (module docstring).
+    conventions = (DEFAULT_CONVENTION,)
     # Belief maps per stage beyond the K joints: the background map (always the last channel).
     extra_maps = 1
 

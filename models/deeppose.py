@@ -80,6 +80,7 @@ from models.base import Outputs, PoseEstimator
 from models.codecs import RegressionCodec
 from models.pretrained import create_timm_model
 from models.registry import MPII_FLIP_PAIRS, MPII_JOINTS, register_method, register_variant
+from pixelgrid import CONVENTIONS, DEFAULT_CONVENTION
 
 LOSSES: tuple[str, ...] = ("l2", "smooth_l1")
 ALEXNET = "alexnet"
@@ -185,7 +186,7 @@ class DeepPoseCascade(nn.Module):
     """
 
     def __init__(self, regressors: Sequence[nn.Module], num_joints: int, input_size: Sequence[int],
-                 crop_fraction: float) -> None:
+                 crop_fraction: float, convention: str = DEFAULT_CONVENTION) -> None:
         super().__init__()
         self.stages = nn.ModuleList(regressors)
         for refiner in self.stages[1:]:
@@ -196,7 +197,7 @@ class DeepPoseCascade(nn.Module):
         self.num_joints = int(num_joints)
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.crop_fraction = float(crop_fraction)
-        self.codec = RegressionCodec(self.input_size)
+        self.codec = RegressionCodec(self.input_size, convention)
 
     def initial(self, image: torch.Tensor) -> torch.Tensor:
         """Stage 1: image ``(B, 3, H, W)`` -> box-normalised estimates ``(B, K, 2)``."""
@@ -241,6 +242,8 @@ def _stage_loss(prediction: torch.Tensor, target: torch.Tensor, weights: torch.T
 class DeepPose(PoseEstimator):
     """DeepPose: ``stages`` regressors (``backbone`` ``"alexnet"`` or a timm model name).
 
+    ``convention`` ``msra`` / ``udp`` normalises coordinates as mmpose's ``RegressionLabel`` (x / W).
+
     AlexNet: ``channels`` (5 conv widths), ``hidden`` (F-layer width), ``dropout``, ``lrn``.
     timm: ``pretrained`` loads ImageNet weights (downloads), ``backbone_args`` extra constructor args.
     Cascade: ``crop_fraction`` (crop side / person-box side), ``simulated_fraction`` (share of
@@ -248,6 +251,8 @@ class DeepPose(PoseEstimator):
     statistics), ``initial_error_std`` (box units; the simulated error before any statistics).
     ``loss``: ``"l2"`` (paper) or ``"smooth_l1"`` (mmpose).
     """
+
+    conventions = CONVENTIONS
 
     def __init__(
         self,
@@ -284,7 +289,7 @@ class DeepPose(PoseEstimator):
             return TimmRegressor(backbone, outputs, pretrained, backbone_args or {})
 
         self.net = DeepPoseCascade([regressor() for _ in range(stages)], self.num_joints, self.input_size,
-                                   crop_fraction)
+                                   crop_fraction, self.convention.name)
         self.codec = self.net.codec
         refiners = stages - 1
         self.register_buffer("error_mean", torch.zeros(refiners, self.num_joints, 2))

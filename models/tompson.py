@@ -100,6 +100,7 @@ from torchvision.ops import roi_align
 from models.base import HeatmapEstimator, Protocol, joints_mse_loss
 from models.codecs import blur_kernel_for_sigma, decode_heatmaps, flip_heatmaps_back
 from models.registry import MPII_FLIP_PAIRS, MPII_JOINTS, register_method, register_variant
+from pixelgrid import DEFAULT_CONVENTION
 
 # Clamp of the spatial model's log-sum before exp (exp(30) ~ 1e13 is far above any heat-map value).
 _LOG_CLAMP = 30.0
@@ -280,6 +281,8 @@ class Tompson(HeatmapEstimator):
     ``fine_backprop``: let the fine loss train the shared features; ``batch_norm``: BN after convs."""
 
     output_stride = 4
+    # The fine model crops windows on the aligned grid (mirrored centres at W - 1 - x).
+    conventions = (DEFAULT_CONVENTION,)
 
     def __init__(
         self,
@@ -366,7 +369,7 @@ class Tompson(HeatmapEstimator):
         heatmaps = outputs[-1]
         if flip:
             heatmaps = 0.5 * (heatmaps + flip_heatmaps_back(mirrored[-1], self.flip_permutation,
-                                                            shift=self.hparams.flip_shift))
+                                                            shift=self.convention.flip_shift))
         coarse, scores = self.codec.decode(heatmaps.float(), method=decoder)
         # DARK's Taylor step can throw a flat (untrained) map's estimate far away; keep it in the crop.
         height, width = self.input_size

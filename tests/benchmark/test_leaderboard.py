@@ -165,3 +165,20 @@ def test_a_board_of_synthpose_runs_only_says_so(tmp_path: Path) -> None:
     sentence = "No run on a real dataset (MPII, COCO, LSP) has been recorded yet"
     assert sentence in (tmp_path / "synthetic" / MARKDOWN_NAME).read_text()
     assert sentence not in (tmp_path / "all" / MARKDOWN_NAME).read_text()
+
+
+def test_imported_checkpoints_get_their_own_table_and_every_row_names_its_grid(tmp_path: Path) -> None:
+    # The same COCO record, once as published weights scored under the msra grid: it must not join (or be
+    # averaged into) the trained row, and its table, evaluation label and footnote say what it is.
+    record = json.loads((RECORDS / "simplebaseline-res50_coco_s0.json").read_text())
+    record["protocol"]["convention"] = "msra"
+    record["run_id"] = "imported_run"
+    record["imported"] = {"format": "msra", "source_file": "/w/pose_resnet_50_256x192.pth", "sha256": "ab" * 32}
+    records = _copy_with(tmp_path, "zz_imported.json", json.dumps(record))
+    generate_leaderboard(records, tmp_path / "out")
+    markdown = (tmp_path / "out" / MARKDOWN_NAME).read_text()
+    trained, imported = markdown.split("## COCO\n", 1)[1].split("## COCO: published checkpoints (imported weights)", 1)
+    assert _row(trained, "simplebaseline-res50")[-4] == "2"  # still the two trained seeds (n)
+    row = _row(imported, "simplebaseline-res50")
+    assert row[6] == "detected boxes, flip, quarter, msra grid" and row[-4] == "1"
+    assert "weights imported from `pose_resnet_50_256x192.pth` (msra, sha256 `abababababab`)" in imported

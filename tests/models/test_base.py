@@ -92,13 +92,13 @@ def test_predict_without_flip_recovers_the_keypoints() -> None:
     assert (scores > 0.9).all()
 
 
-@pytest.mark.parametrize(("shift", "expected_dx"), [(False, 0.0), (True, 2.0)])
-def test_flip_test_averages_the_mirrored_pass(shift: bool, expected_dx: float) -> None:
-    # The codec maps crop px to heatmap px with pixel centres aligned (hm = (x + 0.5) / s - 0.5), so a
-    # perfect network's mirrored heatmaps flipped back coincide with the crop's: no bias without the
-    # shift. HRNet's one-pixel shift then moves the mirrored copy 1 heatmap px right and the average of
-    # the two equal Gaussians peaks half-way: +0.5 heatmap px = +2 crop px at stride 4.
-    model = _oracle(flip_test=True, flip_shift=shift)
+@pytest.mark.parametrize(("convention", "expected_dx"), [("aligned", 0.0), ("msra", 0.5), ("udp", 0.0)])
+def test_flip_test_averages_the_mirrored_pass(convention: str, expected_dx: float) -> None:
+    # A perfect network's mirrored heatmaps, flipped back, coincide with the crop's under the aligned
+    # grid (hm = (x + 0.5) / s - 0.5) and UDP's (hm = x (w - 1) / (W - 1)): no bias. Under msra (hm = x / s)
+    # the crop mirror x -> W - 1 - x lands at hm = (x - 3) / 4 once flipped back; HRNet's one-pixel shift
+    # moves it to (x + 1) / 4, and the average of the two equal Gaussians peaks at (x + 0.5) / 4: +0.5 crop px.
+    model = _oracle(flip_test=True, convention=convention)
     model.truth = TRUTH
     keypoints, _ = model.predict_crop(_marked_image(1))
     torch.testing.assert_close(keypoints[..., 0], TRUTH[..., 0] + expected_dx, atol=0.05, rtol=0)

@@ -421,3 +421,66 @@ def test_regression_codec_hand_values_and_round_trip() -> None:
     decoded = codec.decode(targets)
     torch.testing.assert_close(decoded[0, [0, 1, 2, 4]], keypoints[0, [0, 1, 2, 4]], rtol=0, atol=1e-5)
     np.testing.assert_allclose(codec.decode(np.array([[[0.5, -0.5]]], dtype=np.float32)), [[[191.5, -0.5]]])
+
+
+# --- pixel-grid conventions (pixelgrid; mmpose 1.3.2 codecs/utils/gaussian_heatmap.py, refinement.py) ---
+
+
+def _peak(maps: torch.Tensor) -> tuple[int, int]:
+    index = int(maps.reshape(-1).argmax())
+    return index % maps.shape[-1], index // maps.shape[-1]
+
+
+def test_convention_target_centres_hand_computed() -> None:
+    kp = torch.tensor([[[10.0, 20.0], [-2.5, 20.0], [100.0, 20.0]]])
+    visible = torch.ones(1, 3)
+    aligned = HeatmapCodec((256, 192), (64, 48), 2.0).encode(kp, visible)[0][0]
+    msra = HeatmapCodec((256, 192), (64, 48), 2.0, convention="msra").encode(kp, visible)[0][0]
+    udp = HeatmapCodec((256, 192), (64, 48), 2.0, convention="udp").encode(kp, visible)[0][0]
+    # x = 10: aligned hm (10.5 / 4 - 0.5) = 2.125 -> 2; msra hm 2.5 -> int(3.0) = 3.
+    assert _peak(aligned[0])[0] == 2 and _peak(msra[0])[0] == 3
+    # x = -2.5: msra hm -0.625 -> int(-0.125) = 0 (truncation toward zero, mmpose's astype(int)), a full
+    # peak in column 0; aligned hm -1.0 -> floor(-0.5) = -1, outside, so column 0 holds exp(-1 / 8).
+    assert float(msra[1].amax()) == 1.0 and _peak(msra[1])[0] == 0
+    assert float(aligned[1].amax()) == pytest.approx(math.exp(-1 / 8), abs=1e-7)
+    # x = 100: udp hm 100 * 47 / 191 = 24.607; the window is the 13 px around int(25.107) = 25, the
+    # Gaussian sits at the exact point inside it, and column 18 (outside the window) is 0.
+    hx = float(np.float32(100.0) / np.float32(191 / 47))
+    hy = float(np.float32(20.0) / np.float32(255 / 63))  # 4.941 -> window rows around int(5.44) = 5
+    for column in (19, 25, 31):
+        expected = math.exp(-((column - hx) ** 2 + (5 - hy) ** 2) / 8)
+        assert float(udp[2, 5, column]) == pytest.approx(expected, rel=1e-6)
+    assert float(udp[2, 5, 18]) == 0.0 and float(udp[2, 5, 32]) == 0.0
+
+
+def test_convention_decoding_rules_hand_computed() -> None:
+    maps = torch.zeros(1, 3, 8, 8)
+    maps[0, 0, 4, 1] = 1.0  # peak in column 1: msra's x rule needs 1 < x, so no x step there
+    maps[0, 0, 4, 2] = 0.5
+    maps[0, 1, 0, 5] = 1.0  # peak in row 0: msra refines x (0 < y < H fails), nothing in y
+    maps[0, 1, 0, 6] = 0.5
+    aligned, _ = decode_heatmaps(maps, "quarter")
+    msra, _ = decode_heatmaps(maps, "quarter", convention="msra")
+    assert aligned[0, 0].tolist() == [1.25, 4.0] and msra[0, 0].tolist() == [1.0, 4.0]
+    assert aligned[0, 1].tolist() == [5.25, 0.0] and msra[0, 1].tolist() == [5.0, 0.0]
+    # A map without a positive value: HRNet gives (0, 0), mmpose -1; at stride 4 that is crop -4 under msra.
+    assert aligned[0, 2].tolist() == [0.0, 0.0] and msra[0, 2].tolist() == [-1.0, -1.0]
+    crop, _ = HeatmapCodec((32, 32), (8, 8), 2.0, convention="msra").decode(maps, "argmax")
+    assert crop[0, 2].tolist() == [-4.0, -4.0] and crop[0, 0].tolist() == [4.0, 16.0]
+    udp, _ = HeatmapCodec((32, 32), (8, 8), 2.0, convention="udp").decode(maps, "argmax")
+    assert udp[0, 0].tolist() == pytest.approx([31 / 7, 4 * 31 / 7])
+
+
+def test_convention_blur_kernel_defaults() -> None:
+    # The released MSRA / UDP configs blur with 11 whatever sigma; PoseBench's grid matches it to sigma.
+    assert HeatmapCodec((384, 288), (96, 72), 3.0, convention="msra").blur_kernel == 11
+    assert HeatmapCodec((384, 288), (96, 72), 3.0, convention="udp").blur_kernel == 11
+    assert HeatmapCodec((384, 288), (96, 72), 3.0).blur_kernel == 17
+
+
+def test_regression_codec_follows_mmpose_under_msra() -> None:
+    codec = RegressionCodec((256, 192), convention="msra")
+    kp = torch.tensor([[[96.0, 128.0]]])
+    targets, _ = codec.encode(kp, torch.ones(1, 1))
+    assert targets.tolist() == [[[0.5, 0.5]]]  # mmpose RegressionLabel: x / input_size
+    assert codec.decode(targets).tolist() == kp.tolist()

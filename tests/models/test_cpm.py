@@ -194,7 +194,7 @@ class _FixedMaps(nn.Module):
 
 
 def test_flip_test_swaps_joints_and_never_decodes_the_background() -> None:
-    model = _tiny(decoder="argmax", flip_shift=False)
+    model = _tiny(decoder="argmax")
     image = torch.randn(1, 3, 128, 128)
     maps = torch.zeros(1, 17, 16, 16)
     peaks = [(j % 16, (3 * j) % 16) for j in range(16)]
