@@ -457,10 +457,13 @@ def oks_nms(
 
 
 def rescore(box_scores: Any, keypoint_scores: Any, threshold: float = 0.2) -> np.ndarray:
-    """``(N,)`` HRNet's COCO rescoring: box score x mean of the keypoint scores ``> threshold``.
+    """``(N,)`` COCO rescoring: box score x mean of the keypoint scores ``> threshold``.
 
     ``box_scores`` ``(N,)``, ``keypoint_scores`` ``(N, K)``; a person with no keypoint score above
-    the threshold gets 0 (the reference's ``kpt_score`` stays 0 when ``valid_num`` is 0).
+    the threshold gets 0 (the reference's ``kpt_score`` stays 0 when ``valid_num`` is 0). As the
+    reference code (HRNet ``lib/dataset/coco.py`` ``evaluate``; mmpose ``coco_metric.py``) the sum runs
+    in float32, joint by joint, and the product is float32, so the scores (and the OKS-NMS order
+    they set) are the reference's bit for bit.
     """
     box = np.asarray(box_scores, dtype=np.float64)
     kps = np.asarray(keypoint_scores, dtype=np.float64)
@@ -468,8 +471,12 @@ def rescore(box_scores: Any, keypoint_scores: Any, threshold: float = 0.2) -> np
         raise ValueError(f"box_scores (N,) and keypoint_scores (N, K) disagree: {box.shape} vs {kps.shape}")
     above = kps > threshold
     count = above.sum(axis=1)
-    mean = np.divide(np.where(above, kps, 0.0).sum(axis=1), count, out=np.zeros(box.shape), where=count > 0)
-    return box * mean
+    if kps.shape[1] == 0:
+        return np.zeros(box.shape)
+    # cumsum adds left to right, one joint at a time (np.sum would add pairwise).
+    total = np.where(above, kps, 0.0).astype(np.float32).cumsum(axis=1, dtype=np.float32)[:, -1]
+    mean = np.divide(total, count.astype(np.float32), out=np.zeros(box.shape, dtype=np.float32), where=count > 0)
+    return (box.astype(np.float32) * mean).astype(np.float64)
 
 
 def _load_coco(gt: Any, verbose: bool) -> Any:

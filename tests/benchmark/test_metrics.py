@@ -534,5 +534,8 @@ def test_rescore_hand_example() -> None:
     box = np.array([0.8, 0.5, 1.0])
     keypoint_scores = np.array([[0.1, 0.3, 0.5, 0.2], [0.1, 0.2, 0.15, 0.0], [0.9, 0.9, 0.6, 0.6]])
     # Row 0: scores > 0.2 are 0.3, 0.5 (0.2 itself is not) -> mean 0.4 -> 0.8 * 0.4 = 0.32.
-    # Row 1: none above -> 0. Row 2: mean 0.75 -> 0.75.
-    np.testing.assert_allclose(metrics.rescore(box, keypoint_scores), [0.32, 0.0, 0.75], rtol=0, atol=1e-15)
+    # Row 1: none above -> 0. Row 2: mean 0.75 -> 0.75. The reference sums joint by joint in float32.
+    f = np.float32
+    expected = [f(0.8) * ((f(0.3) + f(0.5)) / f(2)), 0.0, f(1.0) * ((((f(0.9) + f(0.9)) + f(0.6)) + f(0.6)) / f(4))]
+    assert metrics.rescore(box, keypoint_scores).tolist() == [float(v) for v in expected]
+    np.testing.assert_allclose(expected, [0.32, 0.0, 0.75], rtol=0, atol=1e-7)
