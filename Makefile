@@ -74,6 +74,12 @@ reproduce-tompson: $(STAMP) ## Tompson et al., MPII PCKh@0.5 82.0 (test-set refe
 reproduce-ief: $(STAMP) ## Iterative Error Feedback, MPII val PCKh@0.5 81.8 (DATA_ROOT=..., or DATA=synth)
 	$(call reproduce,ief_mpii,data/mpii,$(IEF_SYNTH))
 
+# verify-checkpoints: DATA_ROOT holds coco/ and/or mpii/ (default data); WEIGHTS is the folder with the downloaded
+# published checkpoints (docs/checkpoints.md lists them and where to get them); ARGS adds evaluate overrides.
+WEIGHTS ?=
+verify-checkpoints: $(STAMP) ## Score the published checkpoints in WEIGHTS=<folder> on DATA_ROOT: reproduced within 0.1 AP / 0.1 PCKh?
+	$(PY) -m benchmark verify-checkpoints --data-root "$(or $(DATA_ROOT),data)" --weights "$(WEIGHTS)" $(ARGS)
+
 leaderboard: $(STAMP) ## Regenerate results/LEADERBOARD.md, leaderboard.csv and the plot from results/runs/
 	$(PY) -m benchmark leaderboard
 
@@ -84,4 +90,4 @@ clean: ## Remove the virtual environment and generated outputs (keeps data/ and 
 	rm -rf $(VENV) outputs results/demo lightning_logs wandb .pytest_cache
 
 .PHONY: help install demo test synth reproduce-hourglass reproduce-simplebaseline reproduce-hrnet reproduce-cpm \
-	reproduce-deeppose reproduce-tompson reproduce-ief leaderboard sweep clean
+	reproduce-deeppose reproduce-tompson reproduce-ief verify-checkpoints leaderboard sweep clean

@@ -108,12 +108,47 @@ def _run_parsers(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("--seed", type=int, default=0, help="seed of a random sweep's draws")
 
 
+def _weights_parsers(sub: argparse._SubParsersAction) -> None:
+    """``import-weights``, ``export-weights`` and ``verify-checkpoints`` (benchmark/weights.py, docs/checkpoints.md)."""
+    formats = ["msra-hrnet", "msra-resnet", "mmpose", "bearpaw-hourglass"]
+    imp = sub.add_parser("import-weights", help="write a PoseBench checkpoint from a published weights file")
+    imp.add_argument("file", type=Path, help="e.g. pose_hrnet_w32_256x192.pth (HRNet model zoo)")
+    imp.add_argument("--variant", help="registry variant (default: told from the keys, e.g. hrnet-w32)")
+    imp.add_argument("--format", choices=formats, help="key layout (default: told from the keys)")
+    imp.add_argument("--dataset", choices=["coco", "mpii"], help="default: 17 output joints -> coco, 16 -> mpii")
+    imp.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
+                     help="default: <H>x<W> in the file name, else the --variant preset (same dataset)")
+    imp.add_argument("--convention", choices=["msra", "udp", "aligned"],
+                     help="pixel grid it was trained under (default msra; udp for mmpose files named *udp*)")
+    imp.add_argument("--input-order", choices=["rgb", "bgr"],
+                     help="channel order it was trained on (default: bgr for msra-resnet, else rgb)")
+    imp.add_argument("--out", type=Path, help="checkpoint to write (default outputs/imported/<name>.ckpt)")
+    imp.add_argument("--trust-pickle", action="store_true",
+                     help="load Python objects beyond tensors and containers (only for files from a trusted source)")
+    exp = sub.add_parser("export-weights", help="write the plain network state_dict of a PoseBench checkpoint")
+    exp.add_argument("checkpoint", type=Path, help="a PoseBench checkpoint (trained or imported)")
+    exp.add_argument("--out", type=Path, help="file to write (default <checkpoint>.<layout>.pth)")
+    exp.add_argument("--layout", choices=["posebench", "official", "mmpose"], default="posebench",
+                     help="key names: PoseBench's network, the HRNet/SimpleBaseline code's, or mmpose's")
+    exp.add_argument("--input-order", choices=["rgb", "bgr"],
+                     help="input the exported first layer expects (default: bgr for official SimpleBaseline, else rgb)")
+    verify = sub.add_parser("verify-checkpoints", help="score the published checkpoints found in --weights and "
+                            "compare with their authors' numbers")
+    verify.add_argument("--data-root", default="data", help="folder holding coco/ and mpii/ (default data)")
+    verify.add_argument("--weights", default="", help="folder holding the downloaded checkpoints")
+    verify.add_argument("--out", type=Path, default=Path("outputs/verify-checkpoints"),
+                        help="imported checkpoints, run directories and records")
+    verify.add_argument("--table", action="store_true", help="print the published-checkpoint table and exit")
+    verify.add_argument("overrides", nargs="*", metavar="key=value", help="evaluate overrides (trainer.devices=1)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _data_parser(sub)
     _profile_parser(sub)
     _run_parsers(sub)
+    _weights_parsers(sub)
     return parser
 
 
@@ -251,19 +286,58 @@ def _run_sweep(args: argparse.Namespace) -> int:
     return run_sweep(args.file, dry_run=args.dry_run, gpus=gpus, records_dir=args.records_dir, seed=args.seed)
 
 
+def _run_import_weights(args: argparse.Namespace) -> int:
+    from benchmark.weights import ImportRequest, default_output, import_weights, write_checkpoint
+
+    request = ImportRequest(variant=args.variant, format=args.format, dataset=args.dataset,
+                            input_size=tuple(args.input_size) if args.input_size else None,
+                            convention=args.convention, input_order=args.input_order, trust_pickle=args.trust_pickle)
+    imported = import_weights(args.file, request)
+    out = write_checkpoint(imported, args.out or default_output(args.file))
+    info, model = imported.meta["imported"], imported.meta["config"]["model"]
+    print(f"wrote {out}: {imported.meta['variant']} for {info['dataset']} at {model['input_size']}, convention "
+          f"{info['convention']}, from {info['format']} ({info['source_tensors']} tensors, "
+          f"sha256 {info['sha256'][:12]})")
+    for line in info["conversion"]:
+        print(f"  converted: {line}")
+    if info["filled"]:
+        print(f"  filled in (absent from the file, set to 0): {len(info['filled'])} BatchNorm num_batches_tracked")
+    return 0
+
+
+def _run_export_weights(args: argparse.Namespace) -> int:
+    from benchmark.weights import export_state_dict, write_state_dict
+
+    state = export_state_dict(args.checkpoint, args.layout, args.input_order)
+    out = write_state_dict(state, args.out or args.checkpoint.with_suffix(f".{args.layout}.pth"))
+    print(f"wrote {out}: {len(state)} tensors, {args.layout} layout")
+    return 0
+
+
+def _run_verify_checkpoints(args: argparse.Namespace) -> int:
+    from benchmark.published import reference_table, verify_checkpoints
+
+    if args.table:
+        print(reference_table())
+        return 0
+    return verify_checkpoints(args.data_root, args.weights, args.out, args.overrides)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the sub-command; bad input exits with its message, not a traceback."""
     from datamodules.records import DatasetError
+    from models.pretrained import PretrainedWeightsUnavailable
 
     from benchmark.config import ConfigError
 
     args = build_parser().parse_args(argv)
     handlers = {"data": _run_data, "profile": _run_profile, "train": _run_train, "evaluate": _run_train,
                 "summary": _run_summary, "leaderboard": _run_leaderboard, "sweep": _run_sweep,
-                "demo": _run_demo, "rerun": _run_rerun}
+                "demo": _run_demo, "rerun": _run_rerun, "import-weights": _run_import_weights,
+                "export-weights": _run_export_weights, "verify-checkpoints": _run_verify_checkpoints}
     try:
         return handlers[args.command](args)
-    except (DatasetError, ConfigError, FileNotFoundError, KeyError, ValueError) as error:
+    except (DatasetError, ConfigError, FileNotFoundError, KeyError, ValueError, PretrainedWeightsUnavailable) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -159,3 +159,19 @@ def test_lr_schedule_is_sized_like_lightnings_epoch(synth_root, tmp_path, limit)
     schedule = trainer.lr_scheduler_configs[0].scheduler.lr_lambdas[0]
     assert trainer.num_training_batches == {"1.0": 4, "0.5": 2, "1": 1}[limit]  # 7 samples, batches of 2
     assert schedule.steps_per_epoch == trainer.num_training_batches == trainer.global_step
+
+
+def test_unavailable_imagenet_weights_stop_the_cli_with_one_line(tmp_path, capsys, monkeypatch):
+    from benchmark.cli import main
+    from models import pretrained
+
+    # No cached weights and the hub offline: one line naming the weights and the switch, exit 2, nothing run.
+    monkeypatch.setattr(pretrained.hub_constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code = main(["train", "method=simplebaseline-tiny", "model.kwargs.pretrained=true", f"output_dir={tmp_path}",
+                 f"data.root={tmp_path / 'synth'}", "data.synth_train=4", "data.synth_val=2"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and "Traceback" not in err
+    assert "resnet18" in err and "model.kwargs.pretrained=false" in err
+    assert not any(tmp_path.rglob("*.ckpt"))
