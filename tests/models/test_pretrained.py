@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -236,11 +237,18 @@ def test_probe_reports_a_refused_connection(direct: None) -> None:
 
 def test_probe_gives_up_after_its_timeout(direct: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """A hanging connect (or name lookup, which ignores socket timeouts) costs the timeout, no more."""
-    monkeypatch.setattr(pretrained.socket, "create_connection", lambda *args, **kwargs: time.sleep(3))
+    released = threading.Event()
+
+    def hang(*args, **kwargs):
+        released.wait(3)  # the test lets it go at the end, so the probe thread never outlives the test
+        raise OSError("connection attempt abandoned")
+
+    monkeypatch.setattr(pretrained.socket, "create_connection", hang)
     started = time.perf_counter()
     problem = network_problem("https://huggingface.co/timm/x", timeout=0.2)
     assert time.perf_counter() - started < 1.0
     assert problem == "huggingface.co:443 did not answer within 0.2 s"
+    released.set()
 
 
 def test_probe_goes_through_the_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
