@@ -27,52 +27,40 @@ synth: $(STAMP) ## Generate the SynthPose data set into data/synthpose
 	$(PY) -m benchmark data synth --out data/synthpose --train 2000 --val 500 --seed 0
 
 # reproduce-*: DATA_ROOT=<dataset root> trains the recipe on the real data set and prints a verdict
-# (exit 1 outside the recipe's tolerance); DATA=synth runs the recipe scaled down on SynthPose
-# (CPU-sized, no verdict); ARGS="key=value ..." adds config overrides (e.g. trainer.devices=4).
+# (exit 1 outside the recipe's tolerance); DATA=synth trains the method's demo preset instead
+# (recipe/demo_<method>.yaml, the one source of the CPU-sized settings, shared with make demo) on SynthPose in
+# the recipe's format (no verdict); ARGS="key=value ..." adds config overrides (e.g. trainer.devices=4).
 DATA ?= real
 DATA_ROOT ?=
 ARGS ?=
-SYNTH_EPOCHS ?= 10
-SYNTH_SCALE := data=synthpose data.format=mpii data.batch_size=16 trainer.max_epochs=$(SYNTH_EPOCHS) reference.metric=null 'optim.milestones=[8]'
-# $(call reproduce,RECIPE,DEFAULT_DATA_ROOT,SYNTH_OVERRIDES)
+# $(call reproduce,RECIPE,DEFAULT_DATA_ROOT,METHOD,SYNTHPOSE_FORMAT)
 reproduce = @if [ "$(DATA)" = "synth" ]; then \
-	  echo "SynthPose run of recipe $(1), scaled down: no published reference, no verdict"; \
-	  $(PY) -m benchmark train recipe=$(1) $(SYNTH_SCALE) $(3) $(ARGS); \
+	  echo "SynthPose run of $(3)'s demo preset (recipe/demo_$(3).yaml): no published reference, no verdict"; \
+	  $(PY) -m benchmark train recipe=demo_$(3) data=synthpose data.format=$(4) $(ARGS); \
 	else \
 	  $(PY) -m benchmark train recipe=$(1) data.root=$(or $(DATA_ROOT),$(2)) $(ARGS); \
 	fi
 
-HOURGLASS_SYNTH := method=hourglass-tiny 'model.input_size=[128,128]'
-SIMPLEBASELINE_SYNTH := data.format=coco method=simplebaseline-tiny 'model.input_size=[128,96]' model.kwargs.pretrained=false
-HRNET_SYNTH := data.format=coco method=hrnet-tiny 'model.input_size=[128,96]' model.kwargs.pretrained=false
-CPM_SYNTH := method=cpm-tiny 'model.input_size=[128,128]' optim.optimizer=adam optim.lr=2e-3 model.kwargs.sigma=2.0 \
-	model.kwargs.caffe_init=false model.kwargs.dropout=0.0
-DEEPPOSE_SYNTH := method=deeppose-tiny 'model.input_size=[96,96]' model.kwargs.pretrained=false model.kwargs.loss=l2 \
-	optim.warmup_epochs=0
-TOMPSON_SYNTH := method=tompson-tiny 'model.input_size=[128,128]'
-IEF_SYNTH := method=ief-tiny 'model.input_size=[64,64]' model.kwargs.pretrained=false model.kwargs.epochs_per_round=2 \
-	optim.optimizer=adam optim.weight_decay=0.0
-
-reproduce-hourglass: $(STAMP) ## Hourglass-8, MPII val PCKh@0.5 88.8 +- 1.0 (DATA_ROOT=..., or DATA=synth)
-	$(call reproduce,hourglass8_mpii_256,data/mpii,$(HOURGLASS_SYNTH))
+reproduce-hourglass: $(STAMP) ## Hourglass-8 (bearpaw run), MPII val PCKh@0.5 88.78 +- 1.0, no flip test (DATA_ROOT=..., or DATA=synth)
+	$(call reproduce,hourglass8_mpii_256,data/mpii,hourglass,mpii)
 
 reproduce-simplebaseline: $(STAMP) ## SimpleBaseline-R50, COCO val AP 70.4 +- 0.7 (DATA_ROOT=..., or DATA=synth)
-	$(call reproduce,simplebaseline_res50_coco_256x192,data/coco,$(SIMPLEBASELINE_SYNTH))
+	$(call reproduce,simplebaseline_res50_coco_256x192,data/coco,simplebaseline,coco)
 
 reproduce-hrnet: $(STAMP) ## HRNet-W32, COCO val AP 74.4 +- 0.7 (DATA_ROOT=..., or DATA=synth)
-	$(call reproduce,hrnet_w32_coco_256x192,data/coco,$(HRNET_SYNTH))
+	$(call reproduce,hrnet_w32_coco_256x192,data/coco,hrnet,coco)
 
-reproduce-cpm: $(STAMP) ## CPM, MPII val PCKh@0.5 87.6 +- 1.5 (DATA_ROOT=..., or DATA=synth)
-	$(call reproduce,cpm_mpii_368,data/mpii,$(CPM_SYNTH))
+reproduce-cpm: $(STAMP) ## CPM (Caffe recipe), MPII PCKh@0.5 88.5 on the test server: no verdict (DATA_ROOT=..., or DATA=synth)
+	$(call reproduce,cpm_mpii_368,data/mpii,cpm,mpii)
 
 reproduce-deeppose: $(STAMP) ## DeepPose ResNet-50 regression (modernized), MPII val 82.6 (DATA_ROOT=..., or DATA=synth)
-	$(call reproduce,deeppose_mpii,data/mpii,$(DEEPPOSE_SYNTH))
+	$(call reproduce,deeppose_mpii,data/mpii,deeppose,mpii)
 
 reproduce-tompson: $(STAMP) ## Tompson et al., MPII PCKh@0.5 82.0 (test-set reference) (DATA_ROOT=..., or DATA=synth)
-	$(call reproduce,tompson_mpii,data/mpii,$(TOMPSON_SYNTH))
+	$(call reproduce,tompson_mpii,data/mpii,tompson,mpii)
 
 reproduce-ief: $(STAMP) ## Iterative Error Feedback, MPII val PCKh@0.5 81.8 (DATA_ROOT=..., or DATA=synth)
-	$(call reproduce,ief_mpii,data/mpii,$(IEF_SYNTH))
+	$(call reproduce,ief_mpii,data/mpii,ief,mpii)
 
 # verify-checkpoints: DATA_ROOT holds coco/ and/or mpii/ (default data); WEIGHTS is the folder with the downloaded
 # published checkpoints (docs/checkpoints.md lists them and where to get them); ARGS adds evaluate overrides.
@@ -83,6 +71,9 @@ verify-checkpoints: $(STAMP) ## Score the published checkpoints in WEIGHTS=<fold
 leaderboard: $(STAMP) ## Regenerate results/LEADERBOARD.md, leaderboard.csv and the plot from results/runs/
 	$(PY) -m benchmark leaderboard
 
+fidelity: $(STAMP) ## Regenerate docs/fidelity.md from the recipes' fidelity blocks (exit 1 on a missing or stale row)
+	$(PY) -m benchmark fidelity --write
+
 sweep: $(STAMP) ## Run the architecture sweep locally (GPUS=0,1,... runs one run per GPU; resumes)
 	$(PY) -m benchmark sweep benchmark/configs/sweeps/architectures.yaml $(if $(GPUS),--gpus $(GPUS))
 
@@ -90,4 +81,4 @@ clean: ## Remove the virtual environment and generated outputs (keeps data/ and 
 	rm -rf $(VENV) outputs results/demo lightning_logs wandb .pytest_cache
 
 .PHONY: help install demo test synth reproduce-hourglass reproduce-simplebaseline reproduce-hrnet reproduce-cpm \
-	reproduce-deeppose reproduce-tompson reproduce-ief verify-checkpoints leaderboard sweep clean
+	reproduce-deeppose reproduce-tompson reproduce-ief verify-checkpoints leaderboard fidelity sweep clean

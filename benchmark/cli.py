@@ -89,6 +89,10 @@ def _run_parsers(sub: argparse._SubParsersAction) -> None:
     board.add_argument("--out", type=Path, default=Path("results"), help="where the leaderboard goes")
     board.add_argument("--title", default="PoseBench leaderboard")
 
+    fidelity = sub.add_parser("fidelity", help="the fidelity table (docs/fidelity.md): each paper recipe's settings "
+                              "beside its source's, from the recipes' fidelity blocks")
+    fidelity.add_argument("--write", action="store_true", help="write docs/fidelity.md instead of printing it")
+
     demo = sub.add_parser("demo", help="train the tiny preset of every method on SynthPose (CPU) and write "
                           "results/demo/LEADERBOARD.md")
     demo.add_argument("--method", action="append", help="only these methods (repeatable; default: the registry)")
@@ -228,7 +232,7 @@ def _run_train(args: argparse.Namespace) -> int:
     if result.run.trainer.is_global_zero:
         print(format_results(result))
     # A recipe run outside its reference tolerance is a failed reproduction.
-    return 1 if result.verdict and not result.verdict["reproduced"] else 0
+    return 1 if result.verdict and result.verdict["reproduced"] is False else 0
 
 
 def _run_rerun(args: argparse.Namespace) -> int:
@@ -241,7 +245,7 @@ def _run_rerun(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(format_results(result))
-    return 1 if result.verdict and not result.verdict["reproduced"] else 0
+    return 1 if result.verdict and result.verdict["reproduced"] is False else 0
 
 
 def _run_summary(args: argparse.Namespace) -> int:
@@ -256,6 +260,20 @@ def _run_leaderboard(args: argparse.Namespace) -> int:
 
     print(f"wrote {generate_leaderboard(args.records, args.out, title=args.title)}")
     return 0
+
+
+def _run_fidelity(args: argparse.Namespace) -> int:
+    """Print or write the table; every rule it breaks goes to stderr and makes the exit status 1."""
+    from benchmark import fidelity
+
+    if args.write:
+        print(f"wrote {fidelity.write().relative_to(fidelity.PROJECT_ROOT)}")
+    else:
+        print(fidelity.render(), end="")
+    problems = fidelity.problems()
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -332,8 +350,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     handlers = {"data": _run_data, "profile": _run_profile, "train": _run_train, "evaluate": _run_train,
-                "summary": _run_summary, "leaderboard": _run_leaderboard, "sweep": _run_sweep,
-                "demo": _run_demo, "rerun": _run_rerun, "import-weights": _run_import_weights,
+                "summary": _run_summary, "leaderboard": _run_leaderboard, "fidelity": _run_fidelity,
+                "sweep": _run_sweep, "demo": _run_demo, "rerun": _run_rerun, "import-weights": _run_import_weights,
                 "export-weights": _run_export_weights, "verify-checkpoints": _run_verify_checkpoints}
     try:
         return handlers[args.command](args)

@@ -12,7 +12,9 @@ The group selectors ``data=NAME``, ``method=NAME`` and ``recipe=NAME`` are taken
 dotlist first. ``method`` may name a ``method/<name>.yaml`` file or a registered model variant
 (``method=hourglass-tiny`` merges ``method/hourglass.yaml`` and sets ``model.variant``). A
 recipe file may say which groups it builds on with a top-level ``uses: {data: ..., method: ...}``;
-selectors on the command line win over it (``recipe=hourglass8_mpii_256 data=synthpose``).
+selectors on the command line win over it (``recipe=hourglass8_mpii_256 data=synthpose``). Its top-level
+``fidelity:`` list (the source's value of every setting, ``benchmark/fidelity.py``) is documentation: it is
+taken out before merging and never reaches the run config.
 
 The schemas are OmegaConf structured configs, so a value of the wrong type fails, and every
 key of every source is checked against the schema first: a misspelt key raises ``ConfigError``
@@ -60,6 +62,7 @@ class DataConfig:
     max_samples: Optional[int] = None
     shuffle: bool = True
     drop_last: bool = False
+    normalisation: str = "imagenet"
     synth_train: int = 2000
     synth_val: int = 500
     synth_seed: int = 0
@@ -89,7 +92,8 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    """``optim:``: optimiser and learning-rate schedule, passed to the model as keyword arguments."""
+    """``optim:``: optimiser and learning-rate schedule, passed to the model as keyword arguments, and the
+    batch rule that keeps the LR paired with ``total_batch`` (applied by the runner, benchmark/batch_rule.py)."""
 
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -99,6 +103,8 @@ class OptimConfig:
     milestones: list[int] = field(default_factory=list)
     gamma: float = 0.1
     warmup_epochs: float = 0.0
+    total_batch: Optional[int] = None
+    batch_rule: str = "accumulate"
 
 
 @dataclass
@@ -131,6 +137,7 @@ class ReferenceConfig:
     metric: Optional[str] = None
     value: Optional[float] = None
     tolerance: Optional[float] = None
+    split: str = "val"
     source: str = ""
     note: str = ""
 
@@ -258,6 +265,7 @@ def load_config(overrides: list[str] | None = None) -> RunConfig:
         recipe_path = _group_file("recipe", recipe_name)
         recipe = _read_yaml(recipe_path)
         uses = recipe.pop("uses", None) or {}
+        recipe.pop("fidelity", None)  # read by benchmark/fidelity.py, not a run setting
         if not isinstance(uses, dict) or set(uses) - {"data", "method"}:
             raise ConfigError(f"{recipe_path}: 'uses' must map data and/or method to group names, got {uses!r}")
         check_keys(recipe, where=str(recipe_path))

@@ -7,7 +7,9 @@ size and cost, the input size, the evaluation protocol (boxes, with the detectio
 decoder; flip test) and the metrics under every other decoder x flip-test protocol, the world
 size and effective batch, the measured throughput and peak memory, the checkpoint's path and
 sha256, the wandb run (id, URL) when there was one and the file name of the prediction gallery
-(``<run_id>_gallery.png`` beside the record, benchmark/gallery.py). It is written atomically
+(``<run_id>_gallery.png`` beside the record, benchmark/gallery.py); optionally (still schema 2) the
+batch rule that paired the recipe's LR with its total batch (``batch_rule``, benchmark/batch_rule.py;
+null or absent when the run had no ``optim.total_batch``). It is written atomically
 (temp file in the same directory, then ``os.replace``), so a reader never sees half a record.
 ``validate_record`` checks a record against ``SCHEMA`` (field -> type) and the nested fields
 other code reads; the runner validates on write, the leaderboard on read.
@@ -72,6 +74,10 @@ CONVENTIONS = ("aligned", "msra", "udp")
 """``protocol.convention`` (pixelgrid); records written before it existed were all ``aligned``."""
 IMPORTED = ("format", "source_file", "sha256")
 """Keys of ``imported``: set when the scored weights came from ``import-weights`` (a published checkpoint)."""
+BATCH_RULE_INTS = ("total_batch", "per_device", "world_size", "accumulate", "effective")
+BATCH_RULE_NUMBERS = ("lr", "lr_scale")
+BATCH_RULE_MODES = ("accumulate", "scale_lr", "off", "none")
+"""``batch_rule``: positive integers, positive numbers and what was done (``batch_rule.APPLIED``); plus ``note``."""
 NUMBERS: dict[str, tuple[str, ...]] = {
     "model": ("params", "gflops", "paper_gflops"),
     "reference": ("value", "tolerance"),
@@ -176,6 +182,41 @@ def validate_record(record: Any) -> None:
             value = record[field].get(key)
             if not _number(value):
                 raise ValueError(f"run record field '{field}.{key}' must be a number or null, got {value!r}")
+    _check_batch_rule(record)
+
+
+def _check_batch_rule(record: dict[str, Any]) -> None:
+    """``batch_rule`` is absent or null (no rule; records before it), or a rule consistent with the record."""
+    rule = record.get("batch_rule")
+    if rule is None:
+        return
+    keys = [*BATCH_RULE_INTS, *BATCH_RULE_NUMBERS, "mode", "note"]
+    if not isinstance(rule, dict):
+        raise ValueError(f"run record field 'batch_rule' must be null or an object with keys {keys}")
+    missing = [key for key in keys if key not in rule]
+    if missing:
+        raise ValueError(f"run record lacks field 'batch_rule.{missing[0]}'")
+    for key in BATCH_RULE_INTS:
+        value = rule[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"run record field 'batch_rule.{key}' must be a positive integer, got {value!r}")
+    for key in BATCH_RULE_NUMBERS:
+        value = rule[key]
+        if value is None or not _number(value) or not value > 0:
+            raise ValueError(f"run record field 'batch_rule.{key}' must be a positive number, got {value!r}")
+    if rule["mode"] not in BATCH_RULE_MODES:
+        raise ValueError(f"run record field 'batch_rule.mode' must be one of {', '.join(BATCH_RULE_MODES)}, "
+                         f"got {rule['mode']!r}")
+    if not isinstance(rule["note"], str):
+        raise ValueError(f"run record field 'batch_rule.note' must be a string, got {rule['note']!r}")
+    product = rule["per_device"] * rule["world_size"] * rule["accumulate"]
+    if rule["effective"] != product:
+        raise ValueError(f"run record field 'batch_rule.effective' must be per_device x world_size x accumulate = "
+                         f"{product}, got {rule['effective']}")
+    for key, field in (("world_size", "world_size"), ("effective", "effective_batch")):
+        if rule[key] != record[field]:
+            raise ValueError(f"run record field 'batch_rule.{key}' ({rule[key]}) differs from {field!r} "
+                             f"({record[field]})")
 
 
 def _number(value: Any) -> bool:

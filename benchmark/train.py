@@ -20,6 +20,11 @@ Lightning 2.6.6 behaviour this relies on or works around (issue 4, item 7):
   (``PoseEstimator._training_batches``).
 - Under ``strategy=ddp`` Lightning re-launches this script for the other local ranks; they
   find the run directory in ``POSEBENCH_RUN_DIR`` so every rank writes into the same place.
+- The batch rule (benchmark/batch_rule.py) needs the world size, which the Trainer resolves from
+  ``devices: auto``; so the Trainer is built before the model, the model gets the rule's LR, and the
+  rule's gradient accumulation is set on the built Trainer: Lightning reads
+  ``trainer.accumulate_grad_batches`` when it fits (its own ``GradientAccumulationScheduler`` sets it the
+  same way), also in the processes ``ddp_spawn`` starts, which get a copy of the Trainer.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, Logger
 
 from benchmark import run_record
+from benchmark.batch_rule import BatchRule
+from benchmark.batch_rule import resolve as resolve_batch_rule
 from benchmark.config import RunConfig, config_hash, load_config, split_selectors, to_dict, to_yaml
 from benchmark.evaluation import EvaluationCallback
 from benchmark.run_stats import ThroughputCallback, file_entry, peak_memory
@@ -52,6 +59,10 @@ from datamodules.transforms import Augmentation
 RUN_DIR_ENV = "POSEBENCH_RUN_DIR"
 CHECKPOINT_KEY = "posebench"
 _SYNTH_WAIT_S = 600
+
+
+REFERENCE_SPLITS = ("val", "test")
+"""Where a recipe's reference was measured: ``val`` (comparable with PoseBench's val runs) or ``test``."""
 
 
 class RunError(RuntimeError):
@@ -185,17 +196,21 @@ def build_datamodule(cfg: RunConfig, input_size: tuple[int, int]) -> PoseDataMod
         test_split=d.test_split, val_boxes=d.val_boxes, detection_file=d.detection_file,
         detection_threshold=d.detection_threshold, data_format=d.format, shuffle=d.shuffle,
         max_samples=d.max_samples, drop_last=d.drop_last, convention=cfg.model.convention,
+        normalisation=d.normalisation,
     )
 
 
-def model_kwargs(cfg: RunConfig, dataset: PoseDataset, input_size: tuple[int, int]) -> dict[str, Any]:
-    """Constructor arguments for ``models.build``: skeleton from the data, optimiser and decoding from the config."""
+def model_kwargs(cfg: RunConfig, dataset: PoseDataset, input_size: tuple[int, int],
+                 lr: float | None = None) -> dict[str, Any]:
+    """Constructor arguments for ``models.build``: skeleton from the data, optimiser and decoding from the config;
+    ``lr`` replaces ``optim.lr`` (the batch rule's LR)."""
     o, m = cfg.optim, cfg.model
     return {
         "num_joints": dataset.skeleton.num_joints,
         "flip_pairs": [list(pair) for pair in dataset.skeleton.flip_pairs],
         "input_size": list(input_size),
-        "optimizer": o.optimizer, "lr": o.lr, "weight_decay": o.weight_decay, "momentum": o.momentum,
+        "optimizer": o.optimizer, "lr": o.lr if lr is None else lr, "weight_decay": o.weight_decay,
+        "momentum": o.momentum,
         "schedule": o.schedule, "milestones": list(o.milestones), "gamma": o.gamma, "warmup_epochs": o.warmup_epochs,
         "flip_test": m.flip_test, "convention": m.convention, "decoder": m.decoder,
         "all_protocols": m.all_protocols,
@@ -291,10 +306,29 @@ class Run:
     evaluation: EvaluationCallback
     checkpoint: ModelCheckpoint
     throughput: ThroughputCallback
+    batch_rule: BatchRule | None = None
 
 
-def build_run(cfg: RunConfig, extra_callbacks: tuple[pl.Callback, ...] = ()) -> Run:
-    """Seed, then build the DataModule, the model, the callbacks and the Trainer of ``cfg``."""
+def apply_batch_rule(cfg: RunConfig, trainer: pl.Trainer) -> BatchRule | None:
+    """The batch rule of ``cfg`` for ``trainer``'s world size, with its gradient accumulation set on ``trainer``
+    and its line printed on rank zero; None when ``optim.total_batch`` is null."""
+    rule = resolve_batch_rule(total_batch=cfg.optim.total_batch, mode=cfg.optim.batch_rule,
+                              per_device=cfg.data.batch_size, world_size=int(trainer.world_size),
+                              accumulate=cfg.trainer.accumulate_grad_batches, lr=float(cfg.optim.lr))
+    if rule is None:
+        return None
+    trainer.accumulate_grad_batches = rule.accumulate
+    if trainer.is_global_zero:
+        print(rule.message())
+    return rule
+
+
+def build_run(cfg: RunConfig, extra_callbacks: tuple[pl.Callback, ...] = (), *, fitting: bool = True) -> Run:
+    """Seed, then build the DataModule, the callbacks, the Trainer and the model of ``cfg``.
+
+    When ``fitting``, the batch rule (``optim.total_batch``) sets the Trainer's gradient accumulation
+    or the model's LR for the Trainer's world size; a run that only tests has no rule.
+    """
     import models
 
     if cfg.trainer.sync_batchnorm and (cfg.trainer.accelerator == "cpu" or not torch.cuda.is_available()):
@@ -306,9 +340,6 @@ def build_run(cfg: RunConfig, extra_callbacks: tuple[pl.Callback, ...] = ()) -> 
     datamodule = build_datamodule(cfg, input_size)
     datamodule.setup("fit")
     datamodule.setup("test")
-    model = models.build(cfg.model.variant, **model_kwargs(cfg, datamodule.val_dataset, input_size))
-    if cfg.trainer.channels_last:
-        model = model.to(memory_format=torch.channels_last)
     evaluation = EvaluationCallback(datamodule.val_dataset, run_dir / "predictions", datamodule.test_dataset)
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints", filename="best", monitor=evaluation.primary_metric("val"), mode="max",
@@ -335,9 +366,16 @@ def build_run(cfg: RunConfig, extra_callbacks: tuple[pl.Callback, ...] = ()) -> 
                    *extra_callbacks],
         use_distributed_sampler=False, num_sanity_val_steps=0,
     )
+    rule = apply_batch_rule(cfg, trainer) if fitting else None
+    meta["batch_rule"] = None if rule is None else rule.as_dict()
+    # Built after the Trainer (which draws no random numbers), so the model gets the rule's LR.
+    lr = None if rule is None else rule.lr
+    model = models.build(cfg.model.variant, **model_kwargs(cfg, datamodule.val_dataset, input_size, lr))
+    if t.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     if t.compile:
         model = torch.compile(model)
-    return Run(cfg, run_dir, resume, datamodule, model, trainer, evaluation, checkpoint, throughput)
+    return Run(cfg, run_dir, resume, datamodule, model, trainer, evaluation, checkpoint, throughput, rule)
 
 
 # ------------------------------------------------------------------------------ records
@@ -353,16 +391,24 @@ def _dataset_info(cfg: RunConfig, datamodule: PoseDataModule, stages: tuple[str,
 
 
 def verdict(cfg: RunConfig, results: dict[str, dict[str, float]]) -> dict[str, Any]:
-    """``{}`` without a reference; else the reference with ``ours``, ``delta`` and ``reproduced``."""
+    """``{}`` without a reference; else the reference with ``ours``, ``delta``, ``comparable`` and ``reproduced``.
+
+    A reference measured on another split than the one scored here (a test-server number; PoseBench scores
+    the val split) is not comparable: ``reproduced`` is None, neither a success nor a failure.
+    """
     ref = cfg.reference
     if ref.metric is None or ref.value is None:
         return {}
+    if ref.split not in REFERENCE_SPLITS:
+        raise RunError(f"reference.split must be one of {', '.join(REFERENCE_SPLITS)}, got {ref.split!r}")
     stage, _, name = ref.metric.partition("/")
     ours = results.get(stage, {}).get(name)
     out = dataclasses.asdict(ref)
     out["ours"] = ours
     out["delta"] = None if ours is None else ours - ref.value
-    out["reproduced"] = bool(ours is not None and ref.tolerance is not None and abs(ours - ref.value) <= ref.tolerance)
+    out["comparable"] = ref.split == "val"
+    reproduced = bool(ours is not None and ref.tolerance is not None and abs(ours - ref.value) <= ref.tolerance)
+    out["reproduced"] = reproduced if out["comparable"] else None
     return out
 
 
@@ -422,7 +468,9 @@ def make_record(run: Run, results: dict[str, dict[str, float]], started: float, 
         "protocol": evaluation_protocol(run),
         "protocols": protocol_entries(run),
         "world_size": world,
+        # After the batch rule: the Trainer's accumulation is the rule's.
         "effective_batch": int(cfg.data.batch_size) * world * int(trainer.accumulate_grad_batches),
+        "batch_rule": None if run.batch_rule is None else run.batch_rule.as_dict(),
         "throughput": run.throughput.summary(),
         "peak_memory": peak_memory(),
         "wandb": wandb_run(trainer),
@@ -599,7 +647,7 @@ def evaluate(overrides: list[str]) -> RunResult:
     cfg.resume = None
     cfg.run_name = cfg.run_name or f"eval_{_run_name(cfg)}"
     started = time.time()
-    run = build_run(cfg)
+    run = build_run(cfg, fitting=False)
     try:
         run.model.load_state_dict(checkpoint["state_dict"], strict=True)
     except RuntimeError as error:
@@ -625,9 +673,10 @@ def format_results(result: RunResult) -> str:
     lines.append(f"run directory: {result.run_dir}")
     v = result.verdict
     if v:
-        status = "REPRODUCED" if v["reproduced"] else "NOT REPRODUCED"
+        status = {True: "REPRODUCED", False: "NOT REPRODUCED", None: "NOT COMPARABLE"}[v["reproduced"]]
         ours = "missing" if v["ours"] is None else f"{v['ours']:.4f}"
         delta = "" if v["delta"] is None else f", delta {v['delta']:+.4f}"
-        lines.append(f"verdict: {status}: {v['metric']} = {ours} vs {v['value']} +- {v['tolerance']}{delta} "
+        split = "" if v["comparable"] else f" (a {v['split']}-split number; this run scores val)"
+        lines.append(f"verdict: {status}: {v['metric']} = {ours} vs {v['value']} +- {v['tolerance']}{delta}{split} "
                      f"({v['source']})")
     return "\n".join(lines)

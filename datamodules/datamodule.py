@@ -48,7 +48,7 @@ from datamodules.datasets import DATASETS, FORMATS, PoseDataset, build_dataset, 
 from datamodules.records import DatasetError
 from datamodules.skeletons import Skeleton
 from datamodules.topdown import TopDownDataset
-from datamodules.transforms import Augmentation, TopDownTransform
+from datamodules.transforms import NORMALISATIONS, Augmentation, TopDownTransform
 from pixelgrid import DEFAULT_CONVENTION, get_convention
 
 # Separates the shuffle's random stream from the per-sample augmentation streams (seed, epoch, index).
@@ -230,6 +230,7 @@ class PoseDataModule(pl.LightningDataModule):
         max_samples: int | None = None,
         drop_last: bool = False,
         convention: str = DEFAULT_CONVENTION,
+        normalisation: str = "imagenet",
     ) -> None:
         """
         Args:
@@ -254,6 +255,7 @@ class PoseDataModule(pl.LightningDataModule):
                 too, so COCO evaluation must restrict COCOeval to those image ids).
             drop_last: drop the last incomplete training batch.
             convention: pixel-grid convention of the crops and COCO boxes (``pixelgrid``; the model's).
+            normalisation: input normalisation (``datamodules.transforms.NORMALISATIONS``).
         """
         super().__init__()
         height, width = (int(v) for v in input_size)
@@ -292,6 +294,9 @@ class PoseDataModule(pl.LightningDataModule):
         self.max_samples = max_samples
         self.drop_last = drop_last
         self.convention = get_convention(convention)
+        if normalisation not in NORMALISATIONS:
+            raise ValueError(f"unknown normalisation {normalisation!r}; valid: {', '.join(NORMALISATIONS)}")
+        self.normalisation = normalisation
         self._datasets: dict[str, PoseDataset] = {}
         self._loaded: dict[str, TopDownDataset] = {}
 
@@ -319,7 +324,7 @@ class PoseDataModule(pl.LightningDataModule):
         if dataset.skeleton.name != self.skeleton.name:
             raise RuntimeError(f"{self.dataset_name} loaded as {dataset.skeleton.name}, expected {self.skeleton.name}")
         transform = TopDownTransform(self.input_size, dataset.skeleton, augmentation=augmentation, seed=self.seed,
-                                     convention=self.convention)
+                                     convention=self.convention, normalisation=self.normalisation)
         self._datasets[role] = dataset
         self._loaded[role] = TopDownDataset(dataset.records, transform)
 

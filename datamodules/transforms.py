@@ -36,11 +36,15 @@ Augmentation recipes (all draws per sample from ``np.random.default_rng((seed, e
   src/opts.lua: scale 0.25, rotate 30): ``s *= 2 ** clip(N(0, 0.25), ±0.5)``; rotation
   ``clip(N(0, 30), ±60)`` kept with probability 0.4 (``if uniform() <= .6 then r = 0``); flip 0.5;
   each colour channel multiplied by ``U(0.6, 1.4)`` and clamped.
+- Other draws (``rotation_dist``, ``scale_dist``): mmpose 1.x draws ``factor x truncnorm(-1, 1)``
+  (``RandomBBoxTransform``), a truncated normal, where mmpose 0.x and HRNet clip a normal; the CPM
+  Caffe data layer draws uniformly (rotation within +-40 degrees, scale 0.7-1.3).
 - ``photometric``: not in those recipes; a modest albumentations pipeline (brightness/contrast,
   hue/saturation, blur, noise) on the crop, for users who want it.
 
 Normalisation: ImageNet mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225) on RGB in
-``[0, 1]`` (torchvision's ImageNet models, which the backbones are initialised from).
+``[0, 1]`` (torchvision's ImageNet models, which the backbones are initialised from), or the CPM
+Caffe data layer's ``x / 256 - 0.5`` (``NORMALISATIONS``).
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from dataclasses import dataclass
 import albumentations as A
 import cv2
 import numpy as np
+import scipy.special
 import torch
 
 from datamodules.records import PIXEL_STD, PersonRecord
@@ -60,8 +65,17 @@ from pixelgrid import DEFAULT_CONVENTION, Convention, get_convention
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+NORMALISATIONS: dict[str, tuple[float, tuple[float, ...], tuple[float, ...]]] = {
+    "imagenet": (255.0, IMAGENET_MEAN, IMAGENET_STD),
+    "centred": (256.0, (0.5, 0.5, 0.5), (1.0, 1.0, 1.0)),
+}
+"""Input normalisation, ``(x / divisor - mean) / std`` per channel: torchvision's ImageNet statistics, or
+``x / 256 - 0.5`` (the CPM Caffe data layer, shihenw/convolutional-pose-machines-release)."""
 
 SCALE_MODES = ("linear", "log2")
+DISTRIBUTIONS = ("normal", "truncated", "uniform")
+"""How a rotation or scale offset is drawn: ``normal`` clip(N(0, sigma), +-max) (HRNet, mmpose 0.x, Hourglass),
+``truncated`` N(0, sigma) truncated to +-max (mmpose 1.x ``truncnorm``), ``uniform`` U(-max, max) (CPM)."""
 
 
 @dataclass(frozen=True)
@@ -76,12 +90,16 @@ class Augmentation:
     rotation_max: float = 0.0
     # Probability that a sample is rotated at all (otherwise its rotation is 0).
     rotation_prob: float = 0.0
+    # "normal": clip(N(0, sigma), +-max); "truncated": N(0, sigma) truncated to +-max; "uniform": U(-max, max).
+    rotation_dist: str = "normal"
     # Standard deviation of the scale draw: of the factor itself ("linear") or of its log2 ("log2").
     scale_sigma: float = 0.0
     # Clip of the scale draw: factor in [1 - max, 1 + max] ("linear") or exponent in [-max, max] ("log2").
     scale_max: float = 0.0
     # "linear": box *= clip(1 + N(0, sigma), 1 - max, 1 + max) (HRNet); "log2": box *= 2 ** clip(N(0, sigma), ±max) (Hourglass).
     scale_mode: str = "linear"
+    # How the scale offset (of the factor, or of its log2) is drawn: "normal" (clipped), "truncated" or "uniform".
+    scale_dist: str = "normal"
     # Probability of cropping to the upper or lower body only (HRNet half_body_transform).
     half_body_prob: float = 0.0
     # Half-body is tried only when MORE than this many joints are annotated (HRNet NUM_JOINTS_HALF_BODY).
@@ -94,6 +112,9 @@ class Augmentation:
     def __post_init__(self) -> None:
         if self.scale_mode not in SCALE_MODES:
             raise ValueError(f"Augmentation.scale_mode must be one of {SCALE_MODES}, got {self.scale_mode!r}")
+        for name in ("rotation_dist", "scale_dist"):
+            if getattr(self, name) not in DISTRIBUTIONS:
+                raise ValueError(f"Augmentation.{name} must be one of {DISTRIBUTIONS}, got {getattr(self, name)!r}")
         for name in ("rotation_prob", "half_body_prob"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -139,6 +160,22 @@ PRESETS: dict[str, Augmentation] = {
     "simplebaseline_mpii": SIMPLEBASELINE_MPII,
     "hourglass_mpii": HOURGLASS_MPII,
 }
+
+
+def draw_offset(distribution: str, sigma: float, bound: float, normal: float, uniform: float) -> float:
+    """One offset of ``distribution`` (``DISTRIBUTIONS``) from a standard normal and a U(0, 1) draw.
+
+    ``truncated`` maps ``uniform`` through the inverse CDF of N(0, sigma) restricted to [-bound, bound]
+    (the inverse-CDF method), so nothing piles up at the bounds as a clip does.
+    """
+    if distribution == "uniform":
+        return bound * (2.0 * uniform - 1.0)
+    if distribution == "truncated":
+        if sigma <= 0.0 or bound <= 0.0:
+            return 0.0
+        low = float(scipy.special.ndtr(-bound / sigma))
+        return sigma * float(scipy.special.ndtri(low + uniform * (1.0 - 2.0 * low)))
+    return min(max(sigma * normal, -bound), bound)
 
 
 def augmentation_preset(name: str) -> Augmentation:
@@ -206,14 +243,15 @@ def _photometric_pipeline() -> A.Compose:
     )
 
 
-def _normalisation_lut(channel_gain: np.ndarray) -> np.ndarray:
-    """``(3, 256)`` float32 table: uint8 value -> ImageNet-normalised value, one row per RGB channel.
+def _normalisation_lut(channel_gain: np.ndarray, normalisation: str = "imagenet") -> np.ndarray:
+    """``(3, 256)`` float32 table: uint8 value -> normalised value (``NORMALISATIONS``), one row per RGB channel.
 
     ``channel_gain`` ``(3,)`` multiplies each channel first, clamped to [0, 255] as Hourglass does;
     folding it into the table makes colour augmentation free.
     """
+    divisor, mean, std = NORMALISATIONS[normalisation]
     values = np.minimum(channel_gain[:, None] * np.arange(256, dtype=np.float64)[None, :], 255.0)
-    lut = (values / 255.0 - np.asarray(IMAGENET_MEAN)[:, None]) / np.asarray(IMAGENET_STD)[:, None]
+    lut = (values / divisor - np.asarray(mean)[:, None]) / np.asarray(std)[:, None]
     return lut.astype(np.float32)
 
 
@@ -234,8 +272,11 @@ class TopDownTransform:
         augmentation: Augmentation | None = None,
         seed: int = 0,
         convention: str | Convention = DEFAULT_CONVENTION,
+        normalisation: str = "imagenet",
     ) -> None:
         height, width = (int(v) for v in input_size_hw)
+        if normalisation not in NORMALISATIONS:
+            raise ValueError(f"unknown normalisation {normalisation!r}; valid: {', '.join(NORMALISATIONS)}")
         if height <= 0 or width <= 0:
             raise ValueError(f"input_size_hw must be positive, got {tuple(input_size_hw)}")
         self.input_size_hw = (height, width)
@@ -249,7 +290,8 @@ class TopDownTransform:
         self._lower = np.zeros(skeleton.num_joints, dtype=bool)
         self._lower[list(skeleton.lower_body)] = True
         self._aspect_ratio = width / height
-        self._lut = _normalisation_lut(np.ones(3))
+        self.normalisation = normalisation
+        self._lut = _normalisation_lut(np.ones(3), normalisation)
         self._photometric = _photometric_pipeline() if augmentation is not None and augmentation.photometric else None
 
     def __call__(self, image_bgr: np.ndarray, record: PersonRecord, index: int, epoch: int = 0) -> dict:
@@ -266,7 +308,7 @@ class TopDownTransform:
             rng = np.random.default_rng((self.seed, int(epoch), int(index)))
             center, scale, rotation, flip, gain = self._draw(rng, record)
             if gain is not None:
-                lut = _normalisation_lut(gain)
+                lut = _normalisation_lut(gain, self.normalisation)
 
         matrix = self.convention.warp_matrix(center, np.asarray(scale) * PIXEL_STD, (height, width), rotation, flip)
         crop = cv2.warpAffine(
@@ -308,6 +350,8 @@ class TopDownTransform:
         half_body_draw, rotation_draw, flip_draw = rng.random(3).tolist()
         half_choice, scale_normal, rotation_normal = rng.standard_normal(3).tolist()
         gain = rng.uniform(1.0 - aug.colour_scale, 1.0 + aug.colour_scale, 3)
+        # Drawn last, so the draws above keep their values whichever distributions a recipe picks.
+        scale_uniform, rotation_uniform = rng.random(2).tolist()
 
         center, scale = record.center, record.scale
         if aug.half_body_prob > 0.0 and half_body_draw < aug.half_body_prob:
@@ -315,15 +359,14 @@ class TopDownTransform:
             if visible.sum() > aug.half_body_min_joints:
                 center, scale = self._half_body(record, visible, half_choice, center, scale)
 
-        if aug.scale_mode == "linear":
-            factor = min(max(1.0 + aug.scale_sigma * scale_normal, 1.0 - aug.scale_max), 1.0 + aug.scale_max)
-        else:
-            factor = 2.0 ** min(max(aug.scale_sigma * scale_normal, -aug.scale_max), aug.scale_max)
+        offset = draw_offset(aug.scale_dist, aug.scale_sigma, aug.scale_max, scale_normal, scale_uniform)
+        factor = 1.0 + offset if aug.scale_mode == "linear" else 2.0**offset
         scale = np.asarray(scale, dtype=np.float64) * factor
 
         rotation = 0.0
         if rotation_draw < aug.rotation_prob:
-            rotation = min(max(aug.rotation_sigma * rotation_normal, -aug.rotation_max), aug.rotation_max)
+            rotation = draw_offset(aug.rotation_dist, aug.rotation_sigma, aug.rotation_max, rotation_normal,
+                                   rotation_uniform)
         flip = aug.flip and flip_draw < 0.5
         return center, scale, rotation, flip, (gain if aug.colour_scale > 0.0 else None)
 

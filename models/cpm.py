@@ -52,15 +52,17 @@ Deviations:
 - The official data layer supervises stage 1 with the belief maps of every person in the crop and
   stages >= 2 with the centred person only; the DataModule yields the centred person only, so
   every stage gets the same targets.
-- Input normalisation is the DataModule's ImageNet mean/std on RGB (the official code feeds BGR
-  ``x / 256 - 0.5``); the crop is the DataModule's (MPII box = 1.25 x the annotated scale), not the
-  official ``target_dist`` 1.171 scale normalisation; the recipe's augmentation approximates the
-  official uniform draws (see ``recipe/cpm_mpii_368.yaml``).
+- Input normalisation: the recipes use the data layer's ``x / 256 - 0.5`` (``data.normalisation:
+  centred``) on RGB where the official code feeds BGR; the crop is the DataModule's (MPII box = 1.25 x
+  the annotated scale), not the official ``target_dist`` 1.171 scale normalisation; the recipe draws
+  rotation and scale uniformly as the data layer does, but the scale factor resizes the box, not the
+  image (docs/fidelity.md).
 - Targets come from ``HeatmapCodec``'s unbiased encoding: the same unrounded Gaussian on the same
   grid, but values below 1% are kept (the data layer zeroes them) and a joint whose Gaussian lies
   wholly outside the map gets an empty map, as in the data layer.
-- Decoding and flip test are the project's (``decoder``, ``flip_test``); the official evaluation
-  takes the argmax of the final stage's maps, averaged over a multi-scale search and never flipped.
+- Decoding and flip test are the project's (``decoder``, ``flip_test``; the recipes decode with DARK);
+  the official evaluation resizes the final stage's maps x8 to the image, averages them over a
+  multi-scale search, takes the argmax there and never flips.
   The background map is never decoded and never swapped when flipping back.
 - ``cpm-tiny`` (3 stages, widths 16 / 64 / 16, 5x5 image and 7x7 stage kernels, 128x128) is ours,
   for tests and the demo. ``image_kernel`` and ``stage_kernel`` exist for it; the paper's are 9 and 11.

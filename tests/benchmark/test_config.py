@@ -31,14 +31,14 @@ def test_recipe_merges_after_method_and_before_the_command_line():
     cfg = load_config(["recipe=hourglass8_mpii_256"])
     # uses: data mpii, method hourglass; the recipe's milestones beat the method file's empty list.
     assert (cfg.data.name, cfg.model.variant, cfg.optim.schedule, cfg.optim.milestones) == (
-        "mpii", "hourglass-8", "multistep", [75, 90])
+        "mpii", "hourglass-8", "multistep", [60, 90])
     assert cfg.reference.metric == "test/PCKh/Mean" and cfg.reference.value == 88.78
     assert cfg.recipe == "hourglass8_mpii_256"
     scaled = load_config(["recipe=hourglass8_mpii_256", "data=synthpose", "method=hourglass-tiny",
                           "model.input_size=[128,128]"])
     assert (scaled.data.name, scaled.model.variant) == ("synthpose", "hourglass-tiny")
     assert scaled.model.input_size == [128, 128]
-    assert scaled.optim.milestones == [75, 90]
+    assert scaled.optim.milestones == [60, 90]
 
 
 def test_misspelt_key_names_the_valid_keys():

@@ -182,3 +182,16 @@ def test_imported_checkpoints_get_their_own_table_and_every_row_names_its_grid(t
     row = _row(imported, "simplebaseline-res50")
     assert row[6] == "detected boxes, flip, quarter, msra grid" and row[-4] == "1"
     assert "weights imported from `pose_resnet_50_256x192.pth` (msra, sha256 `abababababab`)" in imported
+
+
+def test_a_test_server_reference_is_not_comparable(tmp_path: Path) -> None:
+    # The same three hourglass runs against a test-server number: no delta, no pass or fail.
+    records = tmp_path / "records"
+    shutil.copytree(RECORDS, records)
+    for path in records.glob("hourglass-8_mpii_s*.json"):
+        record = json.loads(path.read_text())
+        record["reference"]["split"] = "test"
+        path.write_text(json.dumps(record))
+    generate_leaderboard(records, tmp_path / "out")
+    row = _row((tmp_path / "out" / MARKDOWN_NAME).read_text(), "hourglass-8")
+    assert row[-3:] == ["88.78 (PCKh@0.5)", "–", "not comparable (test-split reference)"]

@@ -212,6 +212,12 @@ def test_normalisation_by_hand():
     assert sample["image"].dtype == torch.float32 and sample["image"].shape == (3, 16, 12)
     expected = [(200 / 255 - 0.485) / 0.229, (20 / 255 - 0.456) / 0.224, (10 / 255 - 0.406) / 0.225]
     np.testing.assert_allclose(sample["image"].numpy()[:, 8, 6], expected, rtol=1e-6)
+    # The CPM Caffe data layer: x / 256 - 0.5.
+    centred = TopDownTransform((16, 12), COCO, normalisation="centred")(image, record, index=0)
+    np.testing.assert_allclose(centred["image"].numpy()[:, 8, 6], [200 / 256 - 0.5, 20 / 256 - 0.5, 10 / 256 - 0.5],
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match="unknown normalisation 'caffe'; valid: imagenet, centred"):
+        TopDownTransform((16, 12), COCO, normalisation="caffe")
 
 
 def test_evaluation_transform_has_no_randomness():
@@ -320,6 +326,41 @@ def test_hourglass_log2_scale_and_rotation_ranges():
     assert np.all(np.abs(exponent) <= 0.5 + 1e-9)
     assert np.isclose(np.abs(exponent).max(), 0.5)
     assert abs(exponent.std() - 0.25 * 0.98) < 0.02  # N(0, 0.25) clipped at 2 sigma: std 0.98 sigma
+
+
+def test_truncated_rotation_never_piles_up_at_the_bounds():
+    # mmpose 1.x: rotate_factor 80 x truncnorm(-1, 1): std 80 x 0.538 = 43.1 degrees, no mass at +-80; the
+    # clipped N(0, 80) it replaced puts 31.7 % of the rotated samples exactly on +-80.
+    truncated = Augmentation(rotation_sigma=80.0, rotation_max=80.0, rotation_prob=1.0, rotation_dist="truncated")
+    clipped = Augmentation(rotation_sigma=80.0, rotation_max=80.0, rotation_prob=1.0)
+    rotation, _, _ = _draws(truncated, 4000)
+    assert np.all(np.abs(rotation) < 80.0) and np.abs(rotation).max() > 75.0
+    assert abs(rotation.std() - 80.0 * 0.5379) < 1.5
+    on_bound, _, _ = _draws(clipped, 4000)
+    assert abs(np.isclose(np.abs(on_bound), 80.0).mean() - 0.317) < 0.03
+
+
+def test_uniform_rotation_and_scale_cover_their_range_evenly():
+    # CPM's data layer: rotation U(-40, 40), scale factor U(0.7, 1.3).
+    augmentation = Augmentation(rotation_max=40.0, rotation_prob=1.0, rotation_dist="uniform", scale_max=0.3,
+                                scale_dist="uniform")
+    rotation, factor, _ = _draws(augmentation, 4000)
+    assert np.all(np.abs(rotation) <= 40.0) and abs(rotation.std() - 40.0 / np.sqrt(3)) < 0.6
+    assert np.all((factor >= 0.7 - 1e-9) & (factor <= 1.3 + 1e-9)) and abs(factor.std() - 0.6 / np.sqrt(12)) < 0.005
+    assert abs((np.abs(rotation) < 20.0).mean() - 0.5) < 0.03  # flat: half the mass within half the range
+
+
+def test_distributions_are_validated_and_other_draws_keep_their_values():
+    with pytest.raises(ValueError, match="rotation_dist must be one of"):
+        Augmentation(rotation_dist="gaussian")
+    # The distribution's own uniform draws come after all others: a recipe switching to a truncated rotation
+    # keeps the same flips and scale factors for every sample.
+    plain = _draws(Augmentation(flip=True, rotation_sigma=30.0, rotation_max=60.0, rotation_prob=1.0,
+                                scale_sigma=0.25, scale_max=0.25), 200)
+    switched = _draws(Augmentation(flip=True, rotation_sigma=30.0, rotation_max=60.0, rotation_prob=1.0,
+                                   scale_sigma=0.25, scale_max=0.25, rotation_dist="truncated"), 200)
+    np.testing.assert_allclose(plain[1], switched[1], rtol=1e-12)
+    assert np.array_equal(plain[2], switched[2]) and not np.allclose(plain[0], switched[0])
 
 
 def test_colour_scale_range_and_clamp():

@@ -239,7 +239,8 @@ def test_recipe_scales_the_official_schedule_to_epochs() -> None:
     assert cfg.trainer.max_epochs == round(600_000 * 16 / 22_246) and cfg.data.batch_size == 16
     assert cfg.augmentation.rotation_max == 40.0 and cfg.augmentation.rotation_prob == 1.0
     assert cfg.augmentation.scale_mode == "linear" and cfg.augmentation.scale_max == pytest.approx(0.3)
-    assert (cfg.reference.value, cfg.reference.tolerance) == (87.6, 1.5)
+    # The paper's number for this (Caffe) recipe is an MPII test-server one: not comparable, no verdict.
+    assert (cfg.reference.value, cfg.reference.split) == (88.5, "test")
 
 
 def _pckh(model: pl.LightningModule, datamodule: PoseDataModule, tmp_path: Path) -> float:
