@@ -222,13 +222,16 @@ def _run_profile_model(settings: list[str]) -> int:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from benchmark.train import RunError, evaluate, format_results, train_from_overrides
+    from benchmark.train import RunError, RunFinished, evaluate, format_results, train_from_overrides
 
     try:
         result = train_from_overrides(args.overrides) if args.command == "train" else evaluate(args.overrides)
     except RunError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except RunFinished as finished:  # e.g. a requeue script's resume=last after the run finished
+        print(finished)
+        return 0
     if result.run.trainer.is_global_zero:
         print(format_results(result))
     # A recipe run outside its reference tolerance is a failed reproduction.

@@ -1,17 +1,20 @@
 """``python -m benchmark data check``: validate a whole dataset and list every problem found.
 
-For each split (and, for SynthPose, each of its two formats) it loads the records through the
-real loaders (``datamodules.datasets.build_dataset``), then reports counts (images, persons,
-annotated joints), malformed annotation entries (e.g. a wrong number of joints), missing
-images, corrupt images, annotated joints outside their image, and the dataset fingerprint that
-run records carry. COCO-format val splits also get their person-detection file checked.
+For each split the dataset has (and, for SynthPose, each of its two formats) it loads the
+records through the real loaders (``datamodules.datasets.build_dataset``), then reports counts
+(images, persons, annotated joints), a missing annotation file, a split with 0 persons,
+malformed annotation entries (e.g. a wrong number of joints, a non-finite centre, scale, box or
+annotated keypoint), missing images, corrupt images, annotated joints outside their image, and
+the dataset fingerprint that run records carry. COCO-format val splits also get their
+person-detection file checked. A dataset with no split present at all is one problem that says
+where to get it.
 
 Every image is decoded with OpenCV (threads; cv2 releases the GIL) because that is the only
 way to find a corrupt file, and the decoded size gives the bounds for the joint check.
 OpenCV 4 decodes a truncated JPEG with only a warning (libjpeg pads the missing rows; OpenCV 5
-refuses it), so a JPEG must also have an end-of-image marker (FF D9) after its last
-start-of-scan marker (FF DA) (ITU-T T.81, annex B: inside entropy-coded data an FF byte is
-always followed by 00 or a restart marker), which also names the fault precisely.
+refuses it), so the file is first checked as training reads it
+(``datamodules.topdown.truncation_problem``: a JPEG needs an end-of-image marker after its
+last scan, a PNG its IEND chunk), which also names the fault precisely.
 
 Bounds: a joint is outside when x < -1, x > W, y < -1 or y > H (pixel centres at integers,
 so the image spans [-0.5, W - 0.5]; the extra half pixel absorbs datasets whose keypoints use
@@ -32,6 +35,7 @@ from tqdm import tqdm
 
 from datamodules.datasets import DATASETS, HOW_TO_GET, LAYOUTS, SPLITS, DatasetNotFoundError, PoseDataset, build_dataset
 from datamodules.records import DatasetError
+from datamodules.topdown import truncation_problem
 
 _BOUNDS_MARGIN = 1.0
 
@@ -89,21 +93,17 @@ class _ImageStatus:
     problem: str | None
 
 
-def _jpeg_complete(data: bytes) -> bool:
-    last_scan = data.rfind(b"\xff\xda")
-    return last_scan >= 0 and data.find(b"\xff\xd9", last_scan) >= 0
-
-
 def _inspect_image(path: str) -> _ImageStatus:
     """Size (W, H) of a decodable image and what is wrong with it, if anything."""
     file = Path(path)
     if not file.is_file():
         return _ImageStatus(None, f"missing image: {path}")
     data = file.read_bytes()
+    truncated = truncation_problem(data)
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     size = None if image is None else (int(image.shape[1]), int(image.shape[0]))
-    if data[:2] == b"\xff\xd8" and not _jpeg_complete(data):
-        return _ImageStatus(size, f"corrupt image (truncated JPEG, no end-of-image marker): {path}")
+    if truncated is not None:
+        return _ImageStatus(size, f"corrupt image ({truncated}): {path}")
     if image is None:
         return _ImageStatus(None, f"corrupt image (cannot be decoded): {path}")
     return _ImageStatus(size, None)
@@ -152,17 +152,21 @@ def _bounds_problems(dataset: PoseDataset, sizes: dict[str, tuple[int, int]], la
 
 
 def _check_split(
-    name: str, root: Path, split: str, fmt: str, label: str, explicit: bool, progress: bool
+    name: str, root: Path, split: str, fmt: str, label: str, progress: bool
 ) -> tuple[SplitCheck, list[str]]:
     loader_problems: list[str] = []
     try:
         dataset = build_dataset(name, root, split, format=fmt, problems=loader_problems)
     except DatasetNotFoundError as error:
         check = SplitCheck(label, present=False, notes=[str(error).splitlines()[0]])
-        return check, [f"[{label}] {error}"] if explicit else []
+        return check, [f"[{label}] {error}"]
     except DatasetError as error:
-        return SplitCheck(label, present=False), [f"[{label}] cannot be loaded: {error}"]
+        # Entries skipped before the failure are often its cause (e.g. valid.json vs gt_valid.mat counts).
+        found = [f"[{label}] {p}" for p in loader_problems]
+        return SplitCheck(label, present=False), found + [f"[{label}] cannot be loaded: {error}"]
     problems = [f"[{label}] {p}" for p in loader_problems] + _record_problems(dataset, label)
+    if not dataset.records:
+        problems.append(f"[{label}] 0 persons in {', '.join(str(p) for p in dataset.annotation_files)}")
 
     images = sorted({r.image for r in dataset.records})
     statuses = _inspect_images(images, f"{name} {label}", progress)
@@ -200,14 +204,13 @@ def _check_detections(name: str, root: Path, fmt: str, label: str, check: SplitC
 
 
 def check_dataset(name: str, root: Path, splits: list[str] | None = None, *, progress: bool = True) -> CheckReport:
-    """Validate dataset ``name`` under ``root`` (all splits, or ``splits``) and report every problem.
+    """Validate dataset ``name`` under ``root`` (every split it has, or ``splits``) and report every problem.
 
-    Without ``splits``, a split whose files are absent is listed as not present; a split asked
-    for by name that is absent is a problem, and so is a dataset with no split at all.
+    A split whose annotation file is absent is a problem, and so is a split with 0 persons; when
+    no split is present at all, that is reported as one problem saying how to get the dataset.
     """
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
-    explicit = splits is not None
     wanted = list(splits) if splits else (["train"] if name == "lsp_extended" else list(SPLITS))
     unknown = [s for s in wanted if s not in SPLITS]
     if unknown:
@@ -219,11 +222,11 @@ def check_dataset(name: str, root: Path, splits: list[str] | None = None, *, pro
     for split in wanted:
         for fmt in formats:
             label = f"{split} ({fmt})" if name == "synthpose" else split
-            check, found = _check_split(name, root, split, fmt, label, explicit, progress)
+            check, found = _check_split(name, root, split, fmt, label, progress)
             checks.append(check)
             problems += found
-    if not any(c.present for c in checks) and not problems:
-        problems.append(
+    if not any(c.present for c in checks) and all(c.notes for c in checks):
+        problems = [
             f"no split of {name} found under {root}\n    expected layout: {LAYOUTS[name]}\n    to get it: {HOW_TO_GET[name]}"
-        )
+        ]
     return CheckReport(name, root, checks, problems)

@@ -21,6 +21,22 @@ the sha256 of the record's resolved config without the keys that do not change r
 (``RUN_ONLY_KEYS``: the seed, paths, logging). Runs are scored on their ``test`` stage (``val``
 when a run has none). Rows are ranked by the first primary metric, ties by name.
 
+Which records count (``select_runs``): a row's n is its number of distinct seeds, and a ± is only
+ever computed over distinct seeds (``group_rows`` refuses a row with a seed twice). A run's
+*identity* is (setting, seed, dataset fingerprint, git commit, checkpoint sha256 when the record
+has one, and the sha256 of published weights it scored, ``imported``, when it has them). In this order:
+
+1. Records with the same identity are the same run (a copied record, a record written twice): the
+   one with the latest ``finished_at`` is kept (ties: the last file name).
+2. An ``evaluate`` record (``config.ckpt`` set) whose checkpoint sha256 is the checkpoint (or best
+   checkpoint) of a training record is the same model: it is neither a second row nor a second seed;
+   the training record is kept.
+3. Records of one row with the same seed but another identity (a ``benchmark rerun`` on another
+   commit or data, a re-evaluation) are not new seeds: the latest ``finished_at`` is kept.
+
+Every record set aside is named, with the record kept in its place, in one warning per group on
+stderr (``generate_leaderboard``) and in a list under the markdown's record count.
+
 Metric sources (benchmark/evaluation.py): MPII ``PCKh/Mean`` (PCKh@0.5), ``PCKh/Mean@0.1``,
 ``PCKh/AUC`` (percent); COCO ``AP AP50 AP75 APM APL AR`` as pycocotools' fractions, shown here in
 percent; LSP ``PCK/Mean`` (PCK@0.2, torso; percent). Protocols and published numbers:
@@ -42,10 +58,12 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import datetime
 import hashlib
 import io
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -222,6 +240,94 @@ def read_entries(records_dir: Path) -> list[Entry]:
     return [read_entry(path) for path in sorted(records_dir.glob("*.json"))]
 
 
+# ------------------------------------------------------------------------------ which records count
+
+
+def identity(entry: Entry) -> tuple[Any, ...]:
+    """(setting, seed, dataset fingerprint, git commit, checkpoint sha256, imported weights' sha256; None where
+    absent): equal means the same run."""
+    r = entry.record
+    checkpoint = r["checkpoint"] or {}
+    imported = r.get("imported") or {}
+    return (entry.setting, r["seed"], json.dumps(r["dataset"]["fingerprint"], sort_keys=True),
+            r["git"].get("commit"), checkpoint.get("sha256"), imported.get("sha256"))
+
+
+def row_key(entry: Entry) -> tuple[Any, ...]:
+    """What puts runs on one row: dataset (and format), imported or trained, method, variant, stage, setting."""
+    r = entry.record
+    return (entry.synthetic, entry.protocol, entry.imported, r["method"], r["variant"], entry.stage, entry.setting)
+
+
+def _finished(entry: Entry) -> tuple[datetime.datetime, str]:
+    try:
+        when = datetime.datetime.fromisoformat(entry.record["finished_at"])
+    except ValueError:
+        raise LeaderboardError(f"{entry.path}: field 'finished_at' is not an ISO 8601 time: "
+                               f"{entry.record['finished_at']!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return when, entry.path.name
+
+
+def _names(entries: Iterable[Entry]) -> str:
+    return ", ".join(sorted(e.path.name for e in entries))
+
+
+def _trained_checkpoints(entries: list[Entry]) -> dict[str, Entry]:
+    """sha256 -> the training record (no ``config.ckpt``) whose checkpoint or best checkpoint has it."""
+    out: dict[str, Entry] = {}
+    for e in entries:
+        if _get(e.record["config"], "ckpt"):
+            continue
+        for item in (e.record["checkpoint"], _get(e.record, "best.checkpoint")):
+            if isinstance(item, dict) and item.get("sha256"):
+                out.setdefault(str(item["sha256"]), e)
+    return out
+
+
+def select_runs(entries: list[Entry]) -> tuple[list[Entry], list[str]]:
+    """``(records that count, in the given order; one note per group set aside, naming the files)``:
+    duplicates of one run, evaluations of a trained checkpoint and same-seed records of one row are
+    set aside (module docstring, "Which records count")."""
+    notes: list[str] = []
+    dropped: set[int] = set()
+
+    def keep_latest(groups: dict[Any, list[Entry]], note: Any) -> None:
+        for members in groups.values():
+            if len(members) > 1:
+                kept = max(members, key=_finished)
+                others = [e for e in members if e is not kept]
+                dropped.update(id(e) for e in others)
+                notes.append(note(kept, others))
+
+    by_identity: dict[tuple[Any, ...], list[Entry]] = {}
+    for e in entries:
+        by_identity.setdefault(identity(e), []).append(e)
+    keep_latest(by_identity, lambda kept, others: (
+        f"{_names(others)} and {kept.path.name} are the same run (same setting, seed {kept.record['seed']}, "
+        f"dataset fingerprint, git commit and checkpoint): counted once, as {kept.path.name} (latest finished_at)"))
+
+    trained = _trained_checkpoints([e for e in entries if id(e) not in dropped])
+    for e in entries:
+        sha = (e.record["checkpoint"] or {}).get("sha256")
+        source = trained.get(str(sha)) if sha and _get(e.record["config"], "ckpt") else None
+        if id(e) not in dropped and source is not None and source is not e:
+            dropped.add(id(e))
+            notes.append(f"{e.path.name} evaluates the checkpoint of {source.path.name} (sha256 {str(sha)[:12]}): "
+                         f"the same model, not a second row or seed; counted as {source.path.name}")
+
+    by_seed: dict[tuple[Any, ...], list[Entry]] = {}
+    for e in entries:
+        if id(e) not in dropped:
+            by_seed.setdefault((*row_key(e), e.record["seed"]), []).append(e)
+    keep_latest(by_seed, lambda kept, others: (
+        f"{_names([*others, kept])} are seed {kept.record['seed']} of one row (same setting) from other runs "
+        f"(another commit, data or checkpoint): one seed, not {len(others) + 1}; counted as {kept.path.name} "
+        f"(latest finished_at)"))
+    return [e for e in entries if id(e) not in dropped], notes
+
+
 # ------------------------------------------------------------------------------ rows
 
 
@@ -256,17 +362,25 @@ def _scaled(value: Any, scale: float) -> float | None:
 
 
 def group_rows(entries: list[Entry]) -> list[Row]:
-    """Rows (runs of one setting), each with entries sorted by (seed, run id)."""
+    """Rows (runs of one setting), each with entries sorted by seed; a seed twice in a row (entries not
+    through ``select_runs``) is an error, never a ± over duplicates."""
     groups: dict[tuple[Any, ...], list[Entry]] = {}
     for entry in entries:
-        r = entry.record
-        key = (entry.synthetic, entry.protocol, entry.imported, r["method"], r["variant"], entry.stage, entry.setting)
-        groups.setdefault(key, []).append(entry)
+        groups.setdefault(row_key(entry), []).append(entry)
     rows = []
     for (synthetic, protocol, *_), members in groups.items():
         members.sort(key=lambda e: (e.record["seed"], e.record["run_id"]))
+        seeds = [e.record["seed"] for e in members]
+        twice = sorted({s for s in seeds if seeds.count(s) > 1})
+        if twice:
+            raise LeaderboardError(f"seed {twice[0]} twice in one row ({_names(members)}): duplicates are not "
+                                   "seeds; select_runs sets them aside")
         rows.append(Row(synthetic, protocol, members))
     return rows
+
+
+def _rows(entries: list[Entry]) -> list[Row]:
+    return group_rows(select_runs(entries)[0])
 
 
 def rank(rows: list[Row]) -> list[Row]:
@@ -489,11 +603,17 @@ def _galleries(tables: list[tuple[str, list[Row]]], records_link: str) -> list[s
 
 def render_markdown(entries: list[Entry], title: str, records_link: str = "runs") -> str:
     """The whole ``LEADERBOARD.md`` text for ``entries``; galleries are linked through ``records_link``."""
-    tables = _tables(group_rows(entries))
+    counted, notes = select_runs(entries)
+    tables = _tables(group_rows(counted))
     out = [f"# {title}", "",
            "<!-- Generated by `python -m benchmark leaderboard` from the run records; do not edit by hand. -->", "",
-           f"{len(entries)} run records, {sum(len(rows) for _, rows in tables)} rows.", "", INTRO, "",
-           f"![accuracy versus GFLOPs]({PLOT_NAME})", ""]
+           f"{len(counted)} run records, {sum(len(rows) for _, rows in tables)} rows.", ""]
+    if notes:
+        aside = len(entries) - len(counted)
+        out += [f"{aside} more {'record is' if aside == 1 else 'records are'} set aside, not counted: duplicates "
+                "of a counted run or of its seed (see the module docstring of benchmark/leaderboard.py).", "",
+                *[f"- {note}." for note in notes], ""]
+    out += [INTRO, "", f"![accuracy versus GFLOPs]({PLOT_NAME})", ""]
     footnotes: list[str] = []
     real = [(t, rows) for t, rows in tables if not rows[0].synthetic]
     synthetic = [(t, rows) for t, rows in tables if rows[0].synthetic]
@@ -530,7 +650,7 @@ def render_csv(entries: list[Entry]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    for title, rows in _tables(group_rows(entries)):
+    for title, rows in _tables(_rows(entries)):
         for row in rows:
             r = row.first
             model = r.get("model") or {}
@@ -564,7 +684,7 @@ def render_plot(entries: list[Entry]) -> bytes:
     from matplotlib.figure import Figure
 
     panels = []
-    for title, rows in _tables(group_rows(entries)):
+    for title, rows in _tables(_rows(entries)):
         label, key = PRIMARY[rows[0].protocol][0]
         scale = DISPLAY_SCALE[rows[0].protocol]
         points = []
@@ -617,9 +737,12 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 def generate_leaderboard(records_dir: Path, out_dir: Path, *, title: str = "PoseBench leaderboard") -> Path:
     """Regenerate ``LEADERBOARD.md``, ``leaderboard.csv`` and ``leaderboard.png`` in ``out_dir`` from the
-    records in ``records_dir``; returns the markdown path. Every file is built before any is written."""
+    records in ``records_dir``; returns the markdown path. Every file is built before any is written.
+    Each group of records set aside (``select_runs``) is one ``warning:`` line on stderr."""
     records_dir, out_dir = Path(records_dir), Path(out_dir)
     entries = read_entries(records_dir)
+    for note in select_runs(entries)[1]:
+        print(f"warning: {records_dir}: {note}", file=sys.stderr)
     records_link = Path(os.path.relpath(records_dir.resolve(), out_dir.resolve())).as_posix()
     markdown = render_markdown(entries, title, records_link).encode("utf-8")
     table = render_csv(entries).encode("utf-8")

@@ -12,13 +12,19 @@ batch rule that paired the recipe's LR with its total batch (``batch_rule``, ben
 null or absent when the run had no ``optim.total_batch``). It is written atomically
 (temp file in the same directory, then ``os.replace``), so a reader never sees half a record.
 ``validate_record`` checks a record against ``SCHEMA`` (field -> type) and the nested fields
-other code reads; the runner validates on write, the leaderboard on read.
+other code reads; the runner validates on write, the leaderboard on read. It also rejects values the
+writer can never produce, naming the field: a non-finite number (the writer turns NaN / inf into
+null, which stays allowed) in a metric table or in ``model`` / ``reference``; a negative metric; a
+percentage metric (``PCKh/``, ``PCK/``, ``PCP/``: MPII, LSP) above 100; a pycocotools fraction
+(``AP*``, ``AR*``) above 1 or below 0 other than COCOeval's -1 ("no objects of that size"); and an
+``input_size`` that is not ``[H, W]``, two positive integers.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import subprocess
@@ -83,6 +89,12 @@ NUMBERS: dict[str, tuple[str, ...]] = {
     "reference": ("value", "tolerance"),
 }
 """Nested values that must be numbers or null (the leaderboard computes with them)."""
+PERCENT_PREFIXES = ("PCKh/", "PCK/", "PCP/")
+"""Metric names in percent, 0 to 100 (benchmark/evaluation.py: MPII PCKh, LSP PCK@0.2 and strict PCP)."""
+FRACTION_METRICS = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
+"""pycocotools' ``COCOeval.stats`` (benchmark/metrics.py ``COCO_STAT_NAMES``): fractions 0 to 1, or -1 where
+COCOeval had no data (e.g. no large person in a small subset)."""
+COCO_NO_DATA = -1.0
 PACKAGES = ("torch", "pytorch-lightning", "timm", "numpy", "albumentations", "opencv-python-headless",
             "pycocotools", "omegaconf", "scipy", "wandb", "posebench")
 
@@ -148,6 +160,9 @@ def validate_record(record: Any) -> None:
             raise ValueError(f"run record field {key!r} must be {kind}, got {type(value).__name__}")
     if record["schema_version"] != SCHEMA_VERSION:
         raise ValueError(f"run record schema_version {record['schema_version']} != {SCHEMA_VERSION}")
+    size = record["input_size"]
+    if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+        raise ValueError(f"run record field 'input_size' must be [H, W], two positive integers, got {size!r}")
     for stage, table in record["metrics"].items():
         _check_metric_table(table, f"metrics[{stage!r}]")
     for field, keys in NESTED.items():
@@ -182,7 +197,13 @@ def validate_record(record: Any) -> None:
             value = record[field].get(key)
             if not _number(value):
                 raise ValueError(f"run record field '{field}.{key}' must be a number or null, got {value!r}")
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"run record field '{field}.{key}' must be a finite number or null, got {value!r}")
     _check_batch_rule(record)
+    # Optional (records before resume accounting lack it): how many segments wall_time_s sums.
+    segments = record.get("segments", 1)
+    if isinstance(segments, bool) or not isinstance(segments, int) or segments < 1:
+        raise ValueError(f"run record field 'segments' must be a positive integer, got {segments!r}")
 
 
 def _check_batch_rule(record: dict[str, Any]) -> None:
@@ -224,8 +245,23 @@ def _number(value: Any) -> bool:
 
 
 def _check_metric_table(table: Any, where: str) -> None:
+    """Numbers or null, finite, within what the metric can be (module docstring); errors name the metric."""
     if not isinstance(table, dict) or not all(_number(v) for v in table.values()):
         raise ValueError(f"run record {where} must map metric names to numbers (or null)")
+    for name, value in table.items():
+        if value is None:
+            continue
+        field = f"run record field '{where}[{name!r}]'"
+        if not math.isfinite(value):
+            raise ValueError(f"{field} must be a finite number or null, got {value!r}")
+        if name in FRACTION_METRICS:
+            if not (0.0 <= value <= 1.0 or value == COCO_NO_DATA):
+                why = "is negative" if value < 0 else "is above 1"
+                raise ValueError(f"{field} {why}: a pycocotools fraction is 0 to 1 (or -1, no data), got {value!r}")
+        elif value < 0:
+            raise ValueError(f"{field} is negative, got {value!r}")
+        elif name.startswith(PERCENT_PREFIXES) and value > 100.0:
+            raise ValueError(f"{field} is a percentage (0 to 100), got {value!r}")
 
 
 def _finite(value: Any) -> Any:
@@ -240,12 +276,14 @@ def _finite(value: Any) -> Any:
 
 
 def write_record(record: dict[str, Any], directory: Path | str) -> Path:
-    """Validate ``record`` and write it as ``<directory>/<run_id>.json`` atomically; returns the path."""
+    """Validate ``record`` (NaN / inf already null, as written) and write it as ``<directory>/<run_id>.json``
+    atomically; returns the path."""
+    record = _finite(record)
     validate_record(record)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{record['run_id']}.json"
-    payload = json.dumps(_finite(record), indent=2, sort_keys=True, allow_nan=False) + "\n"
+    payload = json.dumps(record, indent=2, sort_keys=True, allow_nan=False) + "\n"
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w") as f:

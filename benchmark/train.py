@@ -4,7 +4,9 @@ Only this module seeds (``pl.seed_everything(seed, workers=True)``); models and 
 get typed keyword arguments built from the config, never the config itself. A run lives in
 ``<output_dir>/<run_name>/<timestamp>/``: ``checkpoints/{last,best}.ckpt``, CSV logs, the
 prediction files of the evaluation callback and ``config.yaml``; the finished run's record goes
-to ``<results_dir>/<run_id>.json`` (benchmark/run_record.py).
+to ``<results_dir>/<run_id>.json`` (benchmark/run_record.py). ``resume=last|PATH`` checks the checkpoint before
+anything else, stops (exit 0) when the run already finished and has its record, and otherwise continues the
+run's wall-time account (``WallClock``, kept in the checkpoint): the record sums every segment.
 
 Lightning 2.6.6 behaviour this relies on or works around (issue 4, item 7):
 
@@ -69,6 +71,13 @@ class RunError(RuntimeError):
     """A run cannot start as configured (bad checkpoint, nothing to resume, ...); the message says why."""
 
 
+class RunFinished(Exception):
+    """``resume`` names a run that already trained all ``trainer.max_epochs`` and wrote its record: nothing to do.
+
+    Not an error (a requeue script may always pass ``resume=last``); the message says where the run and record are.
+    """
+
+
 # ------------------------------------------------------------------------------ RNG state
 
 
@@ -114,14 +123,42 @@ class RNGStateCallback(pl.Callback):
             restore_rng_state(checkpoint["rng_state"])
 
 
-class ProvenanceCallback(pl.Callback):
-    """Stores the variant, method and resolved config in every checkpoint (``evaluate`` checks them)."""
+@dataclasses.dataclass
+class WallClock:
+    """The wall time of a run over all its segments (a resumed run is a new segment of the same run).
 
-    def __init__(self, meta: dict[str, Any]) -> None:
+    A checkpoint carries the account up to its save (``as_meta``), so a resumed run continues it; time an
+    interrupted segment spent after its last checkpoint is not counted.
+    """
+
+    started: float  # this segment's start (time.time())
+    previous_s: float = 0.0  # earlier segments, each up to its last checkpoint
+    segments: int = 1  # this one included
+    first_started: float | None = None  # the first segment's start; None: this one
+
+    @property
+    def run_started(self) -> float:
+        return self.started if self.first_started is None else self.first_started
+
+    def wall_s(self) -> float:
+        """Seconds of all segments so far."""
+        return self.previous_s + (time.time() - self.started)
+
+    def as_meta(self) -> dict[str, Any]:
+        """``{wall_time_s, segments, started}`` for the checkpoint's ``posebench`` entry."""
+        return {"wall_time_s": self.wall_s(), "segments": self.segments, "started": self.run_started}
+
+
+class ProvenanceCallback(pl.Callback):
+    """Stores the variant, method and resolved config in every checkpoint (``evaluate`` checks them), and the
+    run's wall-time account (``WallClock``) that a resumed run continues."""
+
+    def __init__(self, meta: dict[str, Any], clock: WallClock) -> None:
         self.meta = meta
+        self.clock = clock
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
-        checkpoint[CHECKPOINT_KEY] = self.meta
+        checkpoint[CHECKPOINT_KEY] = {**self.meta, **self.clock.as_meta()}
 
 
 # ------------------------------------------------------------------------------ builders
@@ -258,6 +295,36 @@ def resolve_run_dir(cfg: RunConfig) -> tuple[Path, Path | None]:
     return run_dir, resume
 
 
+def _epochs_done(checkpoint: dict[str, Any]) -> int:
+    """Training epochs a checkpoint has finished, as Lightning's fit loop counts them when it resumes."""
+    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+    # last.ckpt is saved at an epoch's end, before Lightning marks the epoch completed; it counts as processed.
+    if "processed" in progress:
+        return int(progress["processed"])
+    return int(checkpoint.get("epoch", -1)) + 1
+
+
+def resume_clock(cfg: RunConfig, run_dir: Path, resume: Path, started: float) -> WallClock:
+    """Check the resume checkpoint (before any data is generated) and continue its wall-time account.
+
+    Raises ``RunError`` when it cannot be loaded and ``RunFinished`` when it already trained
+    ``trainer.max_epochs`` and the run's record exists (a raised ``trainer.max_epochs`` resumes).
+    """
+    checkpoint = load_checkpoint(resume, key="resume")
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise RunError(f"resume={resume}: not a training checkpoint (no state_dict)")
+    done = _epochs_done(checkpoint)
+    record = Path(cfg.results_dir) / f"{_run_id(run_dir)}.json"
+    if 0 <= cfg.trainer.max_epochs <= done and record.is_file():  # max_epochs=-1: Lightning trains on
+        raise RunFinished(f"run {run_dir} finished at epoch {done} (trainer.max_epochs={cfg.trainer.max_epochs}); "
+                          f"its record is {record}; nothing to resume (raise trainer.max_epochs to train further)")
+    meta = checkpoint.get(CHECKPOINT_KEY)
+    meta = meta if isinstance(meta, dict) else {}
+    # Checkpoints from before the account: their time is unknown (0 s), their segment still counts.
+    return WallClock(started=started, previous_s=float(meta.get("wall_time_s", 0.0)),
+                     segments=int(meta.get("segments", 1)) + 1, first_started=meta.get("started"))
+
+
 def _deterministic(cfg: RunConfig) -> bool | str:
     value = cfg.trainer.deterministic
     if value == "auto":
@@ -307,6 +374,7 @@ class Run:
     checkpoint: ModelCheckpoint
     throughput: ThroughputCallback
     batch_rule: BatchRule | None = None
+    clock: WallClock = dataclasses.field(default_factory=lambda: WallClock(started=time.time()))
 
 
 def apply_batch_rule(cfg: RunConfig, trainer: pl.Trainer) -> BatchRule | None:
@@ -323,17 +391,21 @@ def apply_batch_rule(cfg: RunConfig, trainer: pl.Trainer) -> BatchRule | None:
     return rule
 
 
-def build_run(cfg: RunConfig, extra_callbacks: tuple[pl.Callback, ...] = (), *, fitting: bool = True) -> Run:
+def build_run(cfg: RunConfig, extra_callbacks: tuple[pl.Callback, ...] = (), *, fitting: bool = True,
+              started: float | None = None) -> Run:
     """Seed, then build the DataModule, the callbacks, the Trainer and the model of ``cfg``.
 
     When ``fitting``, the batch rule (``optim.total_batch``) sets the Trainer's gradient accumulation
-    or the model's LR for the Trainer's world size; a run that only tests has no rule.
+    or the model's LR for the Trainer's world size; a run that only tests has no rule. ``started``
+    (default: now) starts the run's ``WallClock``; a resumed run continues its checkpoint's.
     """
     import models
 
     if cfg.trainer.sync_batchnorm and (cfg.trainer.accelerator == "cpu" or not torch.cuda.is_available()):
         raise RunError("trainer.sync_batchnorm=true needs GPUs (torch's SyncBatchNorm has no CPU implementation)")
     run_dir, resume = resolve_run_dir(cfg)
+    started = time.time() if started is None else started
+    clock = resume_clock(cfg, run_dir, resume, started) if resume else WallClock(started=started)
     ensure_synthpose(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     input_size = resolve_input_size(cfg)
@@ -362,7 +434,7 @@ def build_run(cfg: RunConfig, extra_callbacks: tuple[pl.Callback, ...] = (), *, 
         limit_train_batches=t.limit_train_batches, deterministic=_deterministic(cfg), benchmark=t.benchmark,
         enable_progress_bar=t.enable_progress_bar, logger=build_loggers(cfg, run_dir),
         callbacks=[evaluation, checkpoint, last, RNGStateCallback(),
-                   ProvenanceCallback(meta), LearningRateMonitor(logging_interval="epoch"), throughput,
+                   ProvenanceCallback(meta, clock), LearningRateMonitor(logging_interval="epoch"), throughput,
                    *extra_callbacks],
         use_distributed_sampler=False, num_sanity_val_steps=0,
     )
@@ -375,7 +447,7 @@ def build_run(cfg: RunConfig, extra_callbacks: tuple[pl.Callback, ...] = (), *, 
         model = model.to(memory_format=torch.channels_last)
     if t.compile:
         model = torch.compile(model)
-    return Run(cfg, run_dir, resume, datamodule, model, trainer, evaluation, checkpoint, throughput, rule)
+    return Run(cfg, run_dir, resume, datamodule, model, trainer, evaluation, checkpoint, throughput, rule, clock)
 
 
 # ------------------------------------------------------------------------------ records
@@ -444,9 +516,13 @@ def wandb_run(trainer: pl.Trainer) -> dict[str, Any] | None:
     return None
 
 
+def _run_id(run_dir: Path) -> str:
+    return f"{run_dir.parent.name}_{run_dir.name}"
+
+
 def run_id(run: Run) -> str:
     """``<run name>_<run directory>``: the record's id and file name."""
-    return f"{run.run_dir.parent.name}_{run.run_dir.name}"
+    return _run_id(run.run_dir)
 
 
 def make_record(run: Run, results: dict[str, dict[str, float]], started: float, wall: float,
@@ -494,7 +570,9 @@ def make_record(run: Run, results: dict[str, dict[str, float]], started: float, 
         "started_at": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(),
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "wall_time_s": float(wall),
+        # Summed over the segments of a resumed run at this run's world size.
         "device_hours": float(wall * world / 3600.0),
+        "segments": int(run.clock.segments),
         "checkpoint": file_entry(checkpoint),
         "epochs": int(trainer.current_epoch),
         "global_step": int(trainer.global_step),
@@ -561,11 +639,11 @@ def write_gallery(run: Run, path: Path) -> Path | None:
     return written
 
 
-def _finish(run: Run, started: float, stages: tuple[str, ...], checkpoint: str | None,
+def _finish(run: Run, stages: tuple[str, ...], checkpoint: str | None,
             imported: dict[str, Any] | None = None) -> RunResult:
     # Under ddp_spawn the callback ran in child processes; only the logged (float32) metrics come back.
     results = {stage: dict(table) for stage, table in run.evaluation.results.items()} or _logged_results(run.trainer)
-    wall = time.time() - started
+    started, wall = run.clock.run_started, run.clock.wall_s()
     path = None
     if run.trainer.is_global_zero:
         beside_record = Path(run.cfg.results_dir) / f"{run_id(run)}_gallery.png"
@@ -578,8 +656,7 @@ def _finish(run: Run, started: float, stages: tuple[str, ...], checkpoint: str |
 
 def train(cfg: RunConfig, extra_callbacks: tuple[pl.Callback, ...] = ()) -> RunResult:
     """Fit ``cfg`` (resuming when ``cfg.resume`` is set), test, write the run record."""
-    started = time.time()
-    run = build_run(cfg, extra_callbacks)
+    run = build_run(cfg, extra_callbacks, started=time.time())
     run.run_dir.mkdir(parents=True, exist_ok=True)
     if run.trainer.is_global_zero:
         (run.run_dir / "config.yaml").write_text(to_yaml(cfg))
@@ -589,21 +666,23 @@ def train(cfg: RunConfig, extra_callbacks: tuple[pl.Callback, ...] = ()) -> RunR
         run.trainer.test(run.model, datamodule=run.datamodule)
         stages = ("train", "val", "test")
     last = run.run_dir / "checkpoints" / "last.ckpt"
-    return _finish(run, started, stages, str(last) if last.is_file() else None)
+    return _finish(run, stages, str(last) if last.is_file() else None)
 
 
 # ------------------------------------------------------------------------------ evaluate
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """A training checkpoint loaded with ``weights_only=True``; unreadable files raise ``RunError``."""
+def load_checkpoint(path: Path, key: str = "ckpt") -> dict[str, Any]:
+    """A training checkpoint loaded with ``weights_only=True``; unreadable files raise ``RunError`` (one line,
+    starting ``<key>=<path>:``)."""
     if not path.is_file():
-        raise RunError(f"ckpt={path}: no such checkpoint file")
+        raise RunError(f"{key}={path}: no such checkpoint file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unpickling failure means the same thing to the user
+        reason = " ".join(str(error).split())  # torch's messages span lines; the CLI prints one
         raise RunError(
-            f"ckpt={path}: cannot load it as a PoseBench checkpoint ({type(error).__name__}: {error})"
+            f"{key}={path}: cannot load it as a PoseBench checkpoint ({type(error).__name__}: {reason})"
         ) from None
 
 
@@ -646,14 +725,13 @@ def evaluate(overrides: list[str]) -> RunResult:
         cfg.model.kwargs = {**cfg.model.kwargs, "pretrained": False}
     cfg.resume = None
     cfg.run_name = cfg.run_name or f"eval_{_run_name(cfg)}"
-    started = time.time()
-    run = build_run(cfg, fitting=False)
+    run = build_run(cfg, fitting=False, started=time.time())
     try:
         run.model.load_state_dict(checkpoint["state_dict"], strict=True)
     except RuntimeError as error:
         raise RunError(f"ckpt={path}: its weights do not fit {cfg.model.variant} as configured: {error}") from None
     run.trainer.test(run.model, datamodule=run.datamodule)
-    return _finish(run, started, ("test",), str(path), meta.get("imported"))
+    return _finish(run, ("test",), str(path), meta.get("imported"))
 
 
 def train_from_overrides(overrides: list[str]) -> RunResult:

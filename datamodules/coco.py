@@ -141,7 +141,30 @@ def _keypoint_array(ann: dict, path: Path) -> np.ndarray:
             f"{path}: annotation id {ann.get('id')} has {values.size} keypoint values "
             f"({values.size / 3:g} joints), expected {NUM_JOINTS * 3} ({NUM_JOINTS} joints x [x, y, v])"
         )
-    return values.reshape(NUM_JOINTS, 3)
+    values = values.reshape(NUM_JOINTS, 3)
+    if not np.isfinite(values[:, 2]).all():
+        raise DatasetError(f"{path}: annotation id {ann.get('id')} has non-finite keypoint flags {values[:, 2].tolist()}")
+    bad = np.flatnonzero((values[:, 2] > 0) & ~np.isfinite(values[:, :2]).all(axis=1))
+    if bad.size:
+        joint = int(bad[0])
+        raise DatasetError(
+            f"{path}: annotation id {ann.get('id')} has labelled keypoint {joint} ({COCO.joints[joint]}) "
+            f"at non-finite {values[joint, :2].tolist()}"
+        )
+    return values
+
+
+def _finite_box(ann: dict, path: Path) -> None:
+    """A ``bbox`` of 4 finite numbers and a finite ``area``; else an error naming the file and annotation."""
+    try:
+        box = np.asarray(ann["bbox"], dtype=np.float64)
+        area = float(ann["area"])
+    except (TypeError, ValueError) as error:
+        raise DatasetError(f"{path}: annotation id {ann.get('id')} has a non-numeric bbox or area ({error})") from None
+    if box.shape != (4,) or not np.isfinite(box).all():
+        raise DatasetError(f"{path}: annotation id {ann.get('id')} has bbox {box.tolist()}, expected 4 finite x, y, w, h")
+    if not np.isfinite(area):
+        raise DatasetError(f"{path}: annotation id {ann.get('id')} has a non-finite area {area}")
 
 
 def load_coco_records(
@@ -169,6 +192,7 @@ def load_coco_records(
                 missing = [k for k in ("bbox", "area") if k not in ann]
                 if missing:
                     raise DatasetError(f"{annotation_path}: annotation id {ann.get('id')} lacks key(s) {', '.join(missing)}")
+                _finite_box(ann, annotation_path)
                 keypoints = _keypoint_array(ann, annotation_path)
             except DatasetError as error:
                 if problems is None:
@@ -227,12 +251,14 @@ def load_coco_detection_records(
         absent = [k for k in ("image_id", "category_id", "bbox", "score") if not isinstance(det, dict) or k not in det]
         if absent:
             raise DatasetError(f"{detection_path}: detection {index} lacks key(s) {', '.join(absent)}")
+        if not np.isfinite(float(det["score"])):
+            raise DatasetError(f"{detection_path}: detection {index} has a non-finite score {det['score']}")
         if det["category_id"] != 1 or det["score"] < score_threshold:
             continue
         if det["image_id"] not in api.imgs:
             raise DatasetError(f"{detection_path}: detection {index} is on image id {det['image_id']}, not in {annotation_path}")
-        if len(det["bbox"]) != 4:
-            raise DatasetError(f"{detection_path}: detection {index} has bbox {det['bbox']}, expected x, y, w, h")
+        if len(det["bbox"]) != 4 or not np.isfinite(np.asarray(det["bbox"], dtype=np.float64)).all():
+            raise DatasetError(f"{detection_path}: detection {index} has bbox {det['bbox']}, expected 4 finite x, y, w, h")
         kept.append((index, det))
     if not kept:
         return []

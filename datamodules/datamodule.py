@@ -321,6 +321,10 @@ class PoseDataModule(pl.LightningDataModule):
         else:
             dataset = self._build(self.val_split if role == "val" else self.test_split, self.val_boxes)
             augmentation = None
+        if not dataset.records:
+            # An empty split would train (or score) nothing and still exit 0 with a record.
+            files = ", ".join(str(path) for path in dataset.annotation_files)
+            raise DatasetError(f"{dataset.split} split of {self.dataset_name} has 0 persons ({role} data): {files}")
         if dataset.skeleton.name != self.skeleton.name:
             raise RuntimeError(f"{self.dataset_name} loaded as {dataset.skeleton.name}, expected {self.skeleton.name}")
         transform = TopDownTransform(self.input_size, dataset.skeleton, augmentation=augmentation, seed=self.seed,

@@ -59,7 +59,12 @@ class MPIIGroundTruth:
 
 
 def _entry_arrays(entry: object, index: int, path: Path) -> tuple[str, np.ndarray, float, np.ndarray, np.ndarray]:
-    """Validate one JSON person and return (image, center (2,), scale, joints (16, 2), joints_vis (16,))."""
+    """Validate one JSON person and return (image, center (2,), scale, joints (16, 2), joints_vis (16,)).
+
+    Checked at load time, so a bad value names file and entry instead of surfacing as a batch
+    index in a codec or a NaN metric after an epoch: finite centre, positive scale, finite
+    annotated joints (an unannotated joint's coordinates are never read).
+    """
     if not isinstance(entry, dict):
         raise DatasetError(f"{path}: entry {index} is a {type(entry).__name__}, expected an object")
     missing = [key for key in ("image", "center", "scale", "joints", "joints_vis") if key not in entry]
@@ -83,6 +88,19 @@ def _entry_arrays(entry: object, index: int, path: Path) -> tuple[str, np.ndarra
     if joints_vis.shape != (NUM_JOINTS,):
         raise DatasetError(
             f"{path}: entry {index} (image {image}) has joints_vis of shape {joints_vis.shape}, expected ({NUM_JOINTS},)"
+        )
+    where = f"{path}: entry {index} (image {image})"
+    if not np.isfinite(center).all():
+        raise DatasetError(f"{where} has a non-finite center {center.tolist()}")
+    if not (np.isfinite(scale) and scale > 0):
+        raise DatasetError(f"{where} has scale {scale}, expected a positive number")
+    if not np.isfinite(joints_vis).all():
+        raise DatasetError(f"{where} has a non-finite joints_vis {joints_vis.tolist()}")
+    bad = np.flatnonzero((joints_vis > 0) & ~np.isfinite(joints[:, :2]).all(axis=1))
+    if bad.size:
+        joint = int(bad[0])
+        raise DatasetError(
+            f"{where} has annotated joint {joint} ({MPII.joints[joint]}) at non-finite {joints[joint, :2].tolist()}"
         )
     return str(image), center, scale, joints[:, :2], joints_vis
 

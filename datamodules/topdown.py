@@ -4,6 +4,12 @@ This is the loaders' hot path: one JPEG decode and one ``TopDownTransform`` call
 nothing else. Images are read as HRNet reads them (lib/dataset/JointsDataset.py):
 ``cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION``, i.e. BGR pixels as stored, because the
 COCO and MPII annotations refer to the stored pixel grid, not to the EXIF-rotated one.
+
+A truncated file is refused before decoding: OpenCV 4 decodes a truncated JPEG with only a
+libjpeg warning that names no file (the missing rows come back grey), so ``read_image`` checks
+that a JPEG has an end-of-image marker (FF D9) after its last start-of-scan marker (FF DA) and
+that a PNG ends with its IEND chunk. Inside entropy-coded data an FF byte is always followed by
+00 or a restart marker (ITU-T T.81, annex B), so neither marker can occur there by chance.
 """
 
 from __future__ import annotations
@@ -32,12 +38,42 @@ def warp_matrix(center: np.ndarray, size: np.ndarray, input_size: tuple[int, int
     return get_convention(convention).warp_matrix(center, size, input_size)
 
 
+_JPEG_START, _JPEG_SCAN, _JPEG_END = b"\xff\xd8", b"\xff\xda", b"\xff\xd9"
+_PNG_SIGNATURE, _PNG_END = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"
+_TAIL = 64  # bytes searched at the end of a file for its end marker (padding may follow it)
+
+
+def truncation_problem(data: bytes) -> str | None:
+    """Why the encoded image ``data`` is cut short (a JPEG without end-of-image marker after its last scan,
+    a PNG without IEND chunk), or None when it is complete or neither format. The end marker is looked for in
+    the last 64 bytes first (a few µs); only a JPEG with other data after its end marker is searched whole."""
+    if data[:2] == _JPEG_START:
+        if data.find(_JPEG_END, max(0, len(data) - _TAIL)) >= 0:
+            return None  # the usual case: the marker ends the file, maybe followed by padding
+        # Trailing data (e.g. a camera's trailer): an end marker must still follow the last scan.
+        last_scan = data.rfind(_JPEG_SCAN)
+        if last_scan < 0 or data.find(_JPEG_END, last_scan) < 0:
+            return "truncated JPEG, no end-of-image marker"
+    elif data[:8] == _PNG_SIGNATURE and data.find(_PNG_END, max(0, len(data) - _TAIL)) < 0:
+        return "truncated PNG, no IEND chunk"
+    return None
+
+
 def read_image(path: str) -> np.ndarray:
-    """The image at ``path`` as ``(H, W, 3)`` uint8 BGR; a missing or undecodable file raises DatasetError."""
-    image = cv2.imread(path, _IMREAD_FLAGS)
+    """The image at ``path`` as ``(H, W, 3)`` uint8 BGR; a missing, truncated or undecodable file raises
+    DatasetError naming it (one line)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as error:
+        reason = "no such file" if not os.path.exists(path) else error.strerror or str(error)
+        raise DatasetError(f"cannot read image {path}: {reason}") from None
+    problem = truncation_problem(data)
+    if problem is not None:
+        raise DatasetError(f"corrupt image ({problem}): {path}")
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), _IMREAD_FLAGS)
     if image is None:
-        reason = "no such file" if not os.path.exists(path) else "not a decodable image"
-        raise DatasetError(f"cannot read image {path}: {reason}")
+        raise DatasetError(f"cannot read image {path}: not a decodable image")
     return image
 
 

@@ -368,7 +368,11 @@ def _check_keypoints(keypoints: torch.Tensor, visible: torch.Tensor) -> torch.Te
     annotated = visible > 0
     bad = annotated & ~torch.isfinite(keypoints).all(dim=-1)
     if bool(bad.any()):
-        raise ValueError(f"annotated keypoints must be finite; non-finite at [b, k] = {torch.nonzero(bad)[0].tolist()}")
+        raise ValueError(
+            f"annotated keypoints must be finite; non-finite at [b, k] = {torch.nonzero(bad)[0].tolist()} (batch row, "
+            "joint; the batch's 'index' names the record); the dataset loaders reject non-finite annotations, so "
+            "look at the transform or a hand-built batch, and run `python -m benchmark data check` on the data"
+        )
     return annotated
 
 

@@ -15,10 +15,21 @@ from tests.builders import make_coco_root, make_mpii_root
 
 @pytest.fixture()
 def coco_root(tmp_path: Path, coco_fixture_dir: Path) -> Path:
+    """val2017 only (no train split)."""
     return make_coco_root(tmp_path / "coco", coco_fixture_dir)
 
 
-def test_clean_root_is_ok_and_prints_fingerprints(coco_root: Path) -> None:
+@pytest.fixture()
+def full_coco_root(coco_root: Path) -> Path:
+    """Both splits: train2017 is a copy of the val2017 annotations and images."""
+    annotations = coco_root / "annotations"
+    (annotations / "person_keypoints_train2017.json").write_bytes((annotations / "person_keypoints_val2017.json").read_bytes())
+    (coco_root / "train2017").symlink_to(coco_root / "val2017", target_is_directory=True)
+    return coco_root
+
+
+def test_clean_root_is_ok_and_prints_fingerprints(full_coco_root: Path) -> None:
+    coco_root = full_coco_root
     report = check_dataset("coco", coco_root, progress=False)
     assert report.ok, report.format()
     text = report.format()
@@ -26,7 +37,7 @@ def test_clean_root_is_ok_and_prints_fingerprints(coco_root: Path) -> None:
     assert build_dataset("coco", coco_root, "val", boxes="detections").fingerprint() in text
     # 181 = the num_keypoints of the 12 labelled persons: 17+14+15+15+15+12+17+16+16+15+16+13
     assert "val: 4 images, 12 persons, 181 annotated joints" in text
-    assert "train: not present" in text  # absent split reported, not a failure
+    assert "train: 4 images, 12 persons, 181 annotated joints" in text
     assert text.endswith("result: OK")
 
 
@@ -68,13 +79,30 @@ def test_undecodable_image_and_bad_entry_are_listed(tmp_path: Path, mpii_fixture
     assert "train: 4 images, 4 persons" in report.format()
 
 
+def test_absent_split_is_a_problem_by_default(coco_root: Path) -> None:
+    report = check_dataset("coco", coco_root, progress=False)
+    assert not report.ok and len(report.problems) == 1, report.format()
+    assert report.problems[0].startswith("[train]") and "person_keypoints_train2017.json" in report.problems[0]
+    assert "val: 4 images, 12 persons" in report.format()  # the present split is still checked
+
+
+def test_split_with_no_person_is_a_problem(full_coco_root: Path) -> None:
+    annotations = full_coco_root / "annotations" / "person_keypoints_train2017.json"
+    data = json.loads(annotations.read_text())
+    data["annotations"] = []
+    annotations.write_text(json.dumps(data))
+    report = check_dataset("coco", full_coco_root, progress=False)
+    assert report.problems == [f"[train] 0 persons in {annotations}"], report.format()
+
+
 def test_split_asked_for_but_absent_is_a_problem(coco_root: Path) -> None:
     report = check_dataset("coco", coco_root, ["train", "val"], progress=False)
     assert not report.ok and len(report.problems) == 1
     assert "person_keypoints_train2017.json" in report.problems[0]
 
 
-def test_cli_exit_codes(coco_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_exit_codes(full_coco_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    coco_root = full_coco_root
     assert main(["data", "check", "--data", "coco", "--root", str(coco_root)]) == 0
     out = capsys.readouterr().out
     assert build_dataset("coco", coco_root, "val").fingerprint() in out

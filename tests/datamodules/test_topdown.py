@@ -14,7 +14,7 @@ from torch.utils.data import default_collate
 from datamodules.coco import load_coco_records
 from datamodules.records import DatasetError
 from datamodules.skeletons import COCO
-from datamodules.topdown import TopDownDataset
+from datamodules.topdown import TopDownDataset, read_image
 from datamodules.transforms import HRNET_COCO, TopDownTransform, transform_points
 
 MEAN = np.array([0.485, 0.456, 0.406])[:, None, None]
@@ -86,10 +86,24 @@ def test_missing_image_names_the_path(records, tmp_path):
     assert missing in str(error.value)
 
 
-def test_corrupt_image_names_the_path(records, tmp_path):
+@pytest.mark.parametrize("content, reason", [
+    (b"\xff\xd8\xff\xe0 this is not a JPEG body", "truncated JPEG, no end-of-image marker"),  # JPEG start, no scan
+    (b"\xff\xd8\xff\xda scan \xff\xd9 but no frame", "not a decodable image"),
+    (b"this is no image format at all", "not a decodable image"),
+])
+def test_corrupt_image_names_the_path(records, tmp_path, content, reason):
     corrupt = tmp_path / "corrupt.jpg"
-    corrupt.write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG body")
+    corrupt.write_bytes(content)
     dataset = TopDownDataset([dataclasses.replace(records[0], image=str(corrupt))], TopDownTransform((64, 48), COCO))
-    with pytest.raises(DatasetError, match="not a decodable image") as error:
+    with pytest.raises(DatasetError, match=reason) as error:
         dataset[0]
     assert str(corrupt) in str(error.value)
+
+
+def test_truncated_png_names_the_path(tmp_path):
+    png = tmp_path / "image.png"
+    cv2.imwrite(str(png), np.full((20, 30, 3), 90, dtype=np.uint8))
+    assert read_image(str(png)).shape == (20, 30, 3)
+    png.write_bytes(png.read_bytes()[:-12])  # without its IEND chunk
+    with pytest.raises(DatasetError, match=r"truncated PNG, no IEND chunk\): .*image\.png"):
+        read_image(str(png))
