@@ -107,8 +107,9 @@ def _run_parsers(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("file", type=Path, help="sweep YAML, e.g. benchmark/configs/sweeps/architectures.yaml")
     sweep.add_argument("--dry-run", action="store_true", help="print the runs, start nothing")
     sweep.add_argument("--gpus", default=None, help="comma-separated GPU ids: one run per GPU in parallel")
-    sweep.add_argument("--records-dir", type=Path, default=Path("results/runs"),
-                       help="where the runs write their records (finished combinations are skipped)")
+    sweep.add_argument("--records-dir", type=Path, default=None,
+                       help="where the runs write their records (finished combinations are skipped); "
+                            "default: each run's results_dir")
     sweep.add_argument("--seed", type=int, default=0, help="seed of a random sweep's draws")
 
 

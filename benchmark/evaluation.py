@@ -47,6 +47,7 @@ import scipy.io
 import torch
 
 from benchmark import metrics
+from benchmark.run_record import open_mode
 from datamodules.datasets import PoseDataset
 from datamodules.records import PIXEL_STD
 
@@ -242,6 +243,7 @@ def _atomic_write(path: Path, write: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, open_mode())  # mkstemp's 0600 -> what open() would give
         with os.fdopen(fd, "wb") as f:
             write(f)
         os.replace(tmp, path)

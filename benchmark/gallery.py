@@ -53,6 +53,7 @@ from PIL import Image
 
 from benchmark import metrics
 from benchmark.data_show import SIDE_COLOURS, draw_skeleton
+from benchmark.run_record import open_mode
 from datamodules.datasets import PoseDataset
 from datamodules.records import PersonRecord
 from datamodules.skeletons import Skeleton
@@ -291,6 +292,7 @@ def _write_palette_png(rgb: np.ndarray, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=out.parent)
     try:
+        os.fchmod(handle, open_mode())  # mkstemp's 0600 -> what open() would give
         with os.fdopen(handle, "wb") as stream:
             image.save(stream, format="PNG", optimize=True)
         os.replace(temp, out)

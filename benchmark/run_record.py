@@ -127,13 +127,31 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+def cpu_model() -> str:
+    """The CPU's model name: ``/proc/cpuinfo``'s "model name" on Linux, else ``platform.processor()``
+    (which on Linux says only ``x86_64``)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def hardware(accelerator: str, devices: int, num_nodes: int) -> dict[str, Any]:
-    """The machine: platform, CPU, core count and the accelerator devices the run used."""
+    """The machine: platform, CPU (model name and the instruction-set level torch dispatches to, e.g. AVX2 or
+    AVX512: the same seed gives other numbers on another of either), core and thread count, and the
+    accelerator devices the run used. Records written before ``cpu_model`` / ``cpu_capability`` lack them."""
     import torch
 
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_count": os.cpu_count(),
         "accelerator": accelerator,
         "devices": devices,
@@ -275,6 +293,14 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def open_mode() -> int:
+    """The mode ``open()`` gives a new file, ``0o666 & ~umask``; ``mkstemp``'s temp files (0600) are set to it
+    before they are renamed into place, so records, predictions and galleries are as readable as other files."""
+    umask = os.umask(0o022)  # reading the umask means setting it; restored at once
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_record(record: dict[str, Any], directory: Path | str) -> Path:
     """Validate ``record`` (NaN / inf already null, as written) and write it as ``<directory>/<run_id>.json``
     atomically; returns the path."""
@@ -286,6 +312,7 @@ def write_record(record: dict[str, Any], directory: Path | str) -> Path:
     payload = json.dumps(record, indent=2, sort_keys=True, allow_nan=False) + "\n"
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
+        os.fchmod(fd, open_mode())
         with os.fdopen(fd, "w") as f:
             f.write(payload)
         os.replace(tmp, path)

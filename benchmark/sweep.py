@@ -2,8 +2,11 @@
 
 A sweep file (``configs/sweeps/*.yaml``) is in wandb's sweep format: ``program``, ``method``
 (``grid`` or ``random``), ``parameters`` and a block-style ``command`` such as
-``${env} ${interpreter} -m benchmark train ${args_no_hyphens}``, so each run's values arrive as
+``.venv/bin/python -m benchmark train ${args_no_hyphens}``, so each run's values arrive as
 ``key=value`` overrides on the ``train`` command line (``method=hourglass-8 seed=1 data=mpii``).
+The interpreter is named as the project's ``.venv/bin/python`` (relative: start ``wandb agent`` and
+``python -m benchmark sweep`` in the checkout), because the agent fills ``${interpreter}`` with a bare
+``python``, whatever is first on ``PATH``, not the environment PoseBench is installed in.
 
 With wandb: ``wandb sweep FILE`` prints a sweep id; ``wandb agent ENTITY/PROJECT/ID`` on every
 machine (one agent per GPU: ``CUDA_VISIBLE_DEVICES=1 wandb agent ...``) pulls runs until the grid
@@ -17,9 +20,13 @@ as ``# done`` comments), ``gpus=[0, 1, ...]`` runs one run per GPU in parallel (
 GPU pulls the next run and launches it with ``CUDA_VISIBLE_DEVICES`` set to its GPU), and
 ``WANDB_MODE=offline`` is set for the runs when no ``WANDB_API_KEY`` is (unless ``WANDB_MODE`` is
 set already), so ``logger=wandb`` runs log into ``wandb/`` for a later ``wandb sync``.
+Each run has a process group of its own; a SIGTERM or SIGINT (Ctrl-C) to the runner is forwarded
+to the running runs' groups, the runner waits for them to end, starts no further run and exits
+with 128 + the signal number (a second signal kills the runs), so no training is left orphaned.
 
-Resuming: a run is *done* when ``records_dir`` (where the runs write their records, the config's
-``results_dir``) holds a run record whose resolved config has, for every parameter of the sweep
+Resuming: a run is *done* when the directory its record goes into (the ``results_dir`` its
+overrides resolve to: a ``results_dir`` parameter of the sweep, else the config default; or
+``records_dir`` when one is given) holds a run record whose resolved config has, for every parameter of the sweep
 (swept or constant), the value the run's overrides resolve to: the overrides are resolved with
 ``benchmark.config.load_config`` and compared key by key with ``record["config"]``; the group
 selectors compare resolved paths (``data`` -> ``data.name``, ``method`` -> ``model.variant``,
@@ -49,8 +56,9 @@ Nested ``parameters`` are not supported (PoseBench uses dotted keys such as
 
 Command macros are filled as the wandb agent fills them (``wandb/wandb_agent.py``,
 ``wandb/sdk/launch/sweeps/utils.py::create_sweep_command_args``): ``${env}`` ->
-``/usr/bin/env`` (nothing on Windows), ``${interpreter}`` -> ``python`` (here: ``python``
-argument, default the running interpreter), ``${program}``, ``${args}`` (``--k=v``),
+``/usr/bin/env`` (nothing on Windows), ``${interpreter}`` -> ``python``, a bare name looked up
+on ``PATH`` (here: the ``python`` argument, default the running interpreter), ``${program}`` -> the
+``program`` value as written, ``${args}`` (``--k=v``),
 ``${args_no_hyphens}`` (``k=v``), ``${args_no_equals}`` (``--k v``), ``${args_no_boolean_flags}``,
 ``${args_json}``, ``${args_append_hydra}`` (``+k=v``), ``${args_override_hydra}`` (``++k=v``) and
 ``${envvar:NAME}``; a value is written with Python's ``str``, as the agent does.
@@ -67,6 +75,7 @@ import queue
 import random
 import re
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -280,15 +289,20 @@ def _get(mapping: Any, dotted: str) -> Any:
     return mapping
 
 
-def resolved_values(params: dict[str, Any]) -> dict[str, Any]:
-    """``{config path: value}`` the run's overrides resolve to, for every sweep parameter.
-
-    Raises ``benchmark.config.ConfigError`` when the overrides do not resolve."""
+def _resolve(params: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """``resolved_values(params)`` and the ``results_dir`` the run writes its record into."""
     from benchmark.config import load_config, to_dict
 
     config = to_dict(load_config(command_args(params)["args_no_hyphens"]))
     paths = [SELECTOR_PATHS.get(name, name) for name in params]
-    return {path: json.loads(json.dumps(_get(config, path), default=str)) for path in paths}
+    return {path: json.loads(json.dumps(_get(config, path), default=str)) for path in paths}, config["results_dir"]
+
+
+def resolved_values(params: dict[str, Any]) -> dict[str, Any]:
+    """``{config path: value}`` the run's overrides resolve to, for every sweep parameter.
+
+    Raises ``benchmark.config.ConfigError`` when the overrides do not resolve."""
+    return _resolve(params)[0]
 
 
 def read_configs(records_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
@@ -310,9 +324,39 @@ def find_record(expected: dict[str, Any], configs: list[tuple[Path, dict[str, An
 # ------------------------------------------------------------------------------ running
 
 
+_CHILDREN: set[subprocess.Popen] = set()
+"""The runs being launched now; a signal to the runner is forwarded to each one's process group."""
+_CHILDREN_LOCK = threading.Lock()
+_STOP = threading.Event()
+"""Set when the runner was told to stop (SIGTERM/SIGINT): no further run starts."""
+
+
 def launch(command: list[str], env: dict[str, str]) -> int:
-    """Run one sweep command to completion; its exit status."""
-    return subprocess.run(command, env=env, check=False).returncode
+    """Run one sweep command to completion; its exit status.
+
+    The run gets a process group of its own (``start_new_session``), so that the runner alone decides
+    what reaches it: a SIGTERM or SIGINT to the runner is forwarded to the whole group (the run and its
+    DDP ranks and loader workers) and the runner waits for it (``run_sweep``), never orphaning it."""
+    with _CHILDREN_LOCK:
+        if _STOP.is_set():
+            return -signal.SIGTERM
+        child = subprocess.Popen(command, env=env, start_new_session=True)
+        _CHILDREN.add(child)
+    try:
+        return child.wait()
+    finally:
+        with _CHILDREN_LOCK:
+            _CHILDREN.discard(child)
+
+
+def _forward(signum: int, kill: bool) -> None:
+    """Send ``signum`` (SIGKILL when ``kill``) to the process group of every live run."""
+    with _CHILDREN_LOCK:
+        for child in _CHILDREN:
+            try:
+                os.killpg(child.pid, signal.SIGKILL if kill else signum)
+            except (ProcessLookupError, PermissionError):  # it has just exited
+                pass
 
 
 def parse_gpus(text: str) -> list[int]:
@@ -340,25 +384,34 @@ def run_sweep(
     *,
     dry_run: bool = False,
     gpus: list[int] | None = None,
-    records_dir: Path = Path("results/runs"),
+    records_dir: Path | None = None,
     python: str = sys.executable,
     seed: int = 0,
 ) -> int:
     """Run the sweep in ``sweep_file`` locally, skipping runs whose record exists; 0 when every run
-    succeeded (or was done already), 1 otherwise. ``dry_run`` prints the command lines instead.
-    ``gpus``: one run per listed GPU at a time (``CUDA_VISIBLE_DEVICES``); None runs one at a time
-    with the environment as it is. ``seed`` seeds a random sweep's draws."""
+    succeeded (or was done already), 1 otherwise, 128 + the signal number when a SIGTERM or SIGINT
+    stopped it (forwarded to the running runs, which the runner waits for; no further run starts; a
+    second signal kills the runs). ``dry_run`` prints the command lines instead.
+    ``records_dir``: where the runs' records are looked for; None (the default) looks where each run
+    writes its record, the ``results_dir`` its overrides resolve to (a ``results_dir`` parameter of
+    the sweep, else the config default). ``gpus``: one run per listed GPU at a time
+    (``CUDA_VISIBLE_DEVICES``); None runs one at a time with the environment as it is. ``seed``
+    seeds a random sweep's draws."""
     from benchmark.config import ConfigError
 
     spec = load_sweep(sweep_file)
     runs = expand_sweep(spec, seed=seed)
-    configs = read_configs(records_dir)
+    configs: dict[Path, list[tuple[Path, dict[str, Any]]]] = {}
     total = len(runs)
     pending: list[tuple[int, list[str]]] = []
     for number, params in enumerate(runs, start=1):
         command = build_command(spec, params, python)
         try:
-            done = find_record(resolved_values(params), configs)
+            expected, results_dir = _resolve(params)
+            where = Path(results_dir) if records_dir is None else Path(records_dir)
+            if where not in configs:
+                configs[where] = read_configs(where)
+            done = find_record(expected, configs[where])
         except ConfigError as error:
             done = None
             print(f"[{number}/{total}] warning: {error} (launched anyway; train reports it)", file=sys.stderr,
@@ -384,7 +437,7 @@ def run_sweep(
     def worker(gpu: int | None) -> None:
         run_env = dict(env) if gpu is None else {**env, "CUDA_VISIBLE_DEVICES": str(gpu)}
         where = "" if gpu is None else f" gpu {gpu}"
-        while True:
+        while not _STOP.is_set():
             try:
                 number, command = work.get_nowait()
             except queue.Empty:
@@ -401,11 +454,31 @@ def run_sweep(
                 if code != 0:
                     failures.append(number)
 
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        _STOP.set()
+        _forward(signum, kill=len(received) > 1)
+
+    _STOP.clear()
+    main = threading.current_thread() is threading.main_thread()  # signal handlers live in the main thread only
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)} if main else {}
     threads = [threading.Thread(target=worker, args=(gpu,), daemon=True) for gpu in (gpus or [None])]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():  # a timed join lets the handler run promptly
+                thread.join(timeout=0.2)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        name = signal.Signals(received[0]).name
+        print(f"# stopped by {name}: the running runs were sent {name} and have ended; "
+              f"{work.qsize()} runs not started (rerun the sweep to resume)", file=sys.stderr, flush=True)
+        return 128 + received[0]
     print(f"# {total} runs, {total - len(pending)} done before, {len(pending) - len(failures)} ok, "
           f"{len(failures)} failed{' (' + ', '.join(map(str, sorted(failures))) + ')' if failures else ''}", flush=True)
     return 1 if failures else 0

@@ -11,7 +11,9 @@ run's wall-time account (``WallClock``, kept in the checkpoint): the record sums
 Lightning 2.6.6 behaviour this relies on or works around (issue 4, item 7):
 
 - ``save_last=True`` updates ``last.ckpt`` only when a top-k checkpoint is saved; a second
-  unmonitored ``ModelCheckpoint`` writes ``last.ckpt`` every epoch.
+  unmonitored ``ModelCheckpoint`` writes ``last.ckpt`` every epoch. With ``check_val_every_n_epoch > 1``
+  Lightning saves only after validation unless ``save_on_train_epoch_end=True``; ``on_train_epoch_end`` runs
+  after that epoch's validation, so ``last.ckpt`` still carries a new best score.
 - Checkpoints carry no RNG state unless a callback saves it: ``RNGStateCallback`` stores the
   torch / numpy / Python (and CUDA) generator states as tensors and plain tuples, so the
   checkpoint still loads with ``weights_only=True``, and restores them on resume.
@@ -219,8 +221,30 @@ def method_of(variant: str) -> str:
         return VARIANTS[variant].method
     if variant in METHODS:
         return variant
-    raise RunError(f"unknown model {variant!r}; methods: {', '.join(sorted(METHODS))}; "
-                   f"variants: {', '.join(sorted(VARIANTS))}")
+    raise RunError(f"model.variant={variant!r} is neither a method nor a variant; "
+                   f"methods: {', '.join(sorted(METHODS))}; variants: {', '.join(sorted(VARIANTS))}")
+
+
+PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
+"""``trainer.precision`` values a run supports (the data and the evaluation are float32; 64-true fails)."""
+
+
+def check_run_config(cfg: RunConfig) -> None:
+    """Raise ``RunError`` (one line naming the key, its value and the valid choices) for a model name that is
+    neither a method nor a variant, a ``model.kwargs`` key the method's constructor does not take, or an
+    unsupported ``trainer.precision``; checked before anything is generated, built or written."""
+    from models import METHODS
+    from models.registry import accepted_kwargs
+
+    method = method_of(cfg.model.variant)
+    valid = accepted_kwargs(METHODS[method])
+    unknown = sorted(set(cfg.model.kwargs) - valid)
+    if unknown:
+        raise RunError(f"model.kwargs.{unknown[0]}: {METHODS[method].__name__} ({method}) takes no argument "
+                       f"{unknown[0]!r}; accepted: {', '.join(sorted(valid))}")
+    if str(cfg.trainer.precision) not in PRECISIONS:
+        raise RunError(f"trainer.precision={cfg.trainer.precision}: not supported; choose one of "
+                       f"{', '.join(PRECISIONS)}")
 
 
 def build_datamodule(cfg: RunConfig, input_size: tuple[int, int]) -> PoseDataModule:
@@ -353,8 +377,10 @@ def build_loggers(cfg: RunConfig, run_dir: Path) -> list[Logger]:
     if cfg.logger == "wandb":
         from pytorch_lightning.loggers import WandbLogger
 
+        # The resolved config goes under one "posebench" key: a wandb sweep sets and locks its parameters as
+        # top-level config keys, so a parameter named like a group ("data", "method") would replace that section.
         loggers.append(WandbLogger(project=cfg.wandb_project, name=run_dir.parent.name, save_dir=".",
-                                   offline=not _has_wandb_key(), config=to_dict(cfg)))
+                                   offline=not _has_wandb_key(), config={"posebench": to_dict(cfg)}))
     elif cfg.logger != "csv":
         raise RunError(f"logger must be csv or wandb, got {cfg.logger!r}")
     return loggers
@@ -401,6 +427,7 @@ def build_run(cfg: RunConfig, extra_callbacks: tuple[pl.Callback, ...] = (), *, 
     """
     import models
 
+    check_run_config(cfg)
     if cfg.trainer.sync_batchnorm and (cfg.trainer.accelerator == "cpu" or not torch.cuda.is_available()):
         raise RunError("trainer.sync_batchnorm=true needs GPUs (torch's SyncBatchNorm has no CPU implementation)")
     run_dir, resume = resolve_run_dir(cfg)
@@ -420,9 +447,10 @@ def build_run(cfg: RunConfig, extra_callbacks: tuple[pl.Callback, ...] = (), *, 
     # Lightning 2.6.6 refreshes save_last=True's last.ckpt only in steps where a top-k checkpoint was
     # saved, so a run whose metric stopped improving would resume from a stale epoch. A second,
     # unmonitored callback overwrites last.ckpt every epoch instead; it comes after the best one so
-    # that last.ckpt carries the updated best score.
+    # that last.ckpt carries the updated best score. It saves at every training epoch's end, also
+    # between validations (check_val_every_n_epoch > 1), so a killed run loses at most one epoch.
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1,
-                           auto_insert_metric_name=False, enable_version_counter=False)
+                           auto_insert_metric_name=False, enable_version_counter=False, save_on_train_epoch_end=True)
     meta = {"variant": cfg.model.variant, "method": method_of(cfg.model.variant), "config": to_dict(cfg)}
     throughput = ThroughputCallback()
     t = cfg.trainer

@@ -50,10 +50,16 @@ Caffe data layer's ``x / 256 - 0.5`` (``NORMALISATIONS``).
 from __future__ import annotations
 
 import math
+import os
 import random
 from dataclasses import dataclass
 
-import albumentations as A
+# albumentations checks PyPI for a newer version on import (a 2 s time-out after an unbounded DNS lookup, in every
+# DDP rank and loader worker); PoseBench touches the network only for downloads the user asks for. Set before the
+# import, in the environment, so that ranks and workers started from here inherit it; a user's own value stands.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import albumentations as A  # noqa: E402  (after the switch above)
 import cv2
 import numpy as np
 import scipy.special

@@ -65,8 +65,10 @@ class LocalServer:
                 self.end_headers()
                 if state.break_after is not None:
                     payload = payload[: state.break_after]
-                self.wfile.write(payload)
+                # Counted before the write: the client may finish reading, and the test assert, before
+                # this thread runs again after write() returns.
                 state.sent_bytes += len(payload)
+                self.wfile.write(payload)
 
             def log_message(self, *args: object) -> None:
                 pass

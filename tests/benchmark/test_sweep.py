@@ -87,14 +87,15 @@ def test_architectures_sweep_lists_every_registered_method_in_wandb_format() -> 
 
     spec = yaml.safe_load(ARCHITECTURES.read_text())
     assert spec["method"] == "grid" and "program" in spec
-    assert spec["command"] == ["${env}", "${interpreter}", "-m", "benchmark", "train", "${args_no_hyphens}"]
+    # The project's interpreter, not wandb's bare "python" (tests/faults/test_sweep_faults.py runs it as the agent does).
+    assert spec["command"] == [".venv/bin/python", "-m", "benchmark", "train", "${args_no_hyphens}"]
     presets = spec["parameters"]["method"]["values"]
     covered = {VARIANTS[p].method if p in VARIANTS else p for p in presets}
     assert set(METHODS) <= covered
     runs = expand_sweep(spec)
     assert len(runs) == len(presets) * len(spec["parameters"]["seed"]["values"]) * len(spec["parameters"]["data"]["values"])
     assert build_command(spec, runs[0], "python") == [
-        "/usr/bin/env", "python", "-m", "benchmark", "train", "data=mpii", "logger=wandb", f"method={presets[0]}", "seed=0"]
+        ".venv/bin/python", "-m", "benchmark", "train", "data=mpii", "logger=wandb", f"method={presets[0]}", "seed=0"]
 
 
 def _record(overrides: list[str], run_id: str) -> dict[str, Any]:
