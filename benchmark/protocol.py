@@ -1,6 +1,6 @@
 """The test-time path from network heatmaps to image keypoints, under one pixel-grid convention.
 
-``image_keypoints`` is a public contract (DESIGN.md; docs/conventions.md): flip merge, decoding
+``image_keypoints`` is a public contract (docs/conventions.md): flip merge, decoding
 and the transform back to the image, each as the convention's source does it. Under ``msra``
 and ``udp`` it reproduces mmpose 1.3.2's ``TopdownPoseEstimator`` + ``HeatmapHead.predict`` +
 ``MSRAHeatmap`` / ``UDPHeatmap`` decode + ``add_pred_to_datasample``

@@ -29,7 +29,7 @@ _NO_HEADBOX = np.full((2, 2), np.nan, dtype=np.float32)
 
 
 def warp_matrix(center: np.ndarray, size: np.ndarray, input_size: tuple[int, int], convention: str) -> np.ndarray:
-    """The ``(2, 3)`` float64 affine from image to crop pixels (rotation 0), a public contract (DESIGN.md).
+    """The ``(2, 3)`` float64 affine from image to crop pixels (rotation 0), a public contract (docs/conventions.md).
 
     ``center``, ``size`` ``(2,)``: the box the crop covers in image px, after padding and the aspect
     fix (mmpose's ``input_center`` / ``input_scale``); ``input_size`` ``(H, W)``; ``convention`` one of
