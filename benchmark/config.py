@@ -1,6 +1,6 @@
 """Structured run configuration: dataclass schemas, YAML groups and command-line overrides.
 
-A run's config is merged in a fixed order (DESIGN.md, "Conventions"):
+A run's config is merged in a fixed order (README.md, "Training and evaluation"):
 
 1. ``configs/defaults.yaml`` (every key, each with a comment),
 2. ``configs/data/<data>.yaml``,

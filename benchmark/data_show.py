@@ -9,7 +9,7 @@ shared with gallery code.
 Colours: left limbs/joints blue, right orange, centre green; joints that are not annotated (or
 dropped by the transform) and limbs touching them are omitted. Images are shown with
 ``imshow``'s default extent, so pixel centres sit at integer coordinates, the convention of the
-records and of the transform (DESIGN.md, "How a sample flows").
+records and of the transform (datamodules/transforms.py).
 """
 
 from __future__ import annotations

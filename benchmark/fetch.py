@@ -1,7 +1,7 @@
 """``python -m benchmark data fetch coco|mpii --root DIR``: download what is publicly downloadable.
 
 Every item is a row of data (:class:`Item`): where it comes from, the checksum it must have and
-where it lands under the dataset root (the layouts of ``LAYOUT.md``). For each item the fetcher
+where it lands under the dataset root (the layouts of README.md, "Datasets"). For each item the fetcher
 streams to ``DEST.part`` with a progress bar, resumes a partial ``.part`` with an HTTP ``Range``
 request (a server that ignores ``Range`` answers 200 and the download starts over), hashes while
 it writes, renames into place only when the checksum matches, skips what is already present and

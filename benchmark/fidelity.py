@@ -1,6 +1,6 @@
 """The fidelity table: per paper recipe, every setting that matters, the source's value beside PoseBench's.
 
-``docs/fidelity.md`` is generated here and written by hand nowhere (DESIGN.md "Layout": docs/ holds the
+``docs/fidelity.md`` is generated here and written by hand nowhere (docs/ holds the
 fidelity table). Its facts come from two places:
 
 - the ``fidelity:`` list at the end of each paper recipe (``benchmark/configs/recipe/*.yaml`` except

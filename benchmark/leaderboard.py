@@ -39,8 +39,8 @@ stderr (``generate_leaderboard``) and in a list under the markdown's record coun
 
 Metric sources (benchmark/evaluation.py): MPII ``PCKh/Mean`` (PCKh@0.5), ``PCKh/Mean@0.1``,
 ``PCKh/AUC`` (percent); COCO ``AP AP50 AP75 APM APL AR`` as pycocotools' fractions, shown here in
-percent; LSP ``PCK/Mean`` (PCK@0.2, torso; percent). Protocols and published numbers:
-shared/REFERENCES.md; the reference a record is compared with is the one its recipe wrote into
+percent; LSP ``PCK/Mean`` (PCK@0.2, torso; percent). Protocols: docs/conventions.md and
+README.md; the reference a record is compared with is the one its recipe wrote into
 ``record["reference"]`` (configs/recipe/*.yaml ``reference:`` value, tolerance, source).
 
 Same records, same bytes: records are read in sorted order, every table is sorted, numbers have
@@ -91,7 +91,7 @@ PER_JOINT: dict[str, tuple[str, ...]] = {
                                             "r_elbow", "r_shoulder", "l_shoulder", "l_elbow", "l_wrist", "neck",
                                             "head_top", "Mean")),
 }
-"""Per-joint columns: MPII's standard table (left/right averaged), LSP's joint order (REFERENCES.md)."""
+"""Per-joint columns: MPII's standard table (left/right averaged), LSP's joint order (datamodules/skeletons.py)."""
 
 DECODERS = ("argmax", "quarter", "dark")
 REAL_DATASETS = (("mpii", "MPII"), ("coco", "COCO"), ("lsp", "LSP"))

@@ -1,6 +1,6 @@
 """Run records: one JSON per finished run in ``results/runs/``, the leaderboard's only input.
 
-A record holds what DESIGN.md ("Conventions") lists: every metric (per joint too), the resolved
+A record holds every metric (per joint too), the resolved
 config and its hash, the seed, the git commit and whether the tree was dirty, package versions,
 the dataset fingerprint, the hardware, wall time and device-hours; and (schema 2) the model's
 size and cost, the input size, the evaluation protocol (boxes, with the detection file's sha256;

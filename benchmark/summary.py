@@ -1,6 +1,6 @@
 """``python -m benchmark summary``: parameters and GFLOPs of every registered variant, and ``profile model``.
 
-GFLOPs follow the DESIGN.md contract: multiply-accumulates of one forward pass at the variant's
+GFLOPs follow the README's contract (``summary --json``): multiply-accumulates of one forward pass at the variant's
 input size, batch 1, i.e. ``torch.utils.flop_counter.FlopCounterMode``'s FLOP total / 2
 (it counts a multiply-add as 2 FLOPs). ``paper_gflops`` is the paper's own figure where the
 registry has one; papers used other counters, so the two are shown side by side, not compared.

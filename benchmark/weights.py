@@ -60,14 +60,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
+
 FORMATS: tuple[str, ...] = ("msra-hrnet", "msra-resnet", "mmpose", "bearpaw-hourglass")
 LAYOUTS: tuple[str, ...] = ("posebench", "official", "mmpose")
 INPUT_ORDERS: tuple[str, ...] = ("rgb", "bgr")
 _SHOWN_PROBLEMS = 60
 
-# ImageNet normalisation of every format and of PoseBench (datamodules/transforms.py), on [0, 1] pixels.
-_MEAN = (0.485, 0.456, 0.406)
-_STD = (0.229, 0.224, 0.225)
 
 
 class WeightsError(ValueError):
@@ -272,7 +271,7 @@ def normalise_mmpose(state: Mapping[str, torch.Tensor], where: str) -> dict[str,
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         if key in ("data_preprocessor.mean", "data_preprocessor.std"):
-            expected = torch.tensor(_MEAN if key.endswith("mean") else _STD, dtype=torch.float64) * 255.0
+            expected = torch.tensor(IMAGENET_MEAN if key.endswith("mean") else IMAGENET_STD, dtype=torch.float64) * 255.0
             if value.numel() != 3 or not torch.allclose(value.double().flatten(), expected, atol=1e-3):
                 raise WeightsError(f"{where}: {key} is {value.flatten().tolist()}, expected {expected.tolist()} "
                                    "(the ImageNet normalisation PoseBench feeds)")
@@ -425,7 +424,7 @@ def map_from_network(network: Mapping[str, torch.Tensor], names: PrefixNames, wh
 
 def _input_affine() -> tuple[torch.Tensor, torch.Tensor]:
     """``(scale, offset)`` ``(3,)`` with ``x_bgr[c] = scale[c] * x_rgb[2 - c] + offset[c]`` for normalised inputs."""
-    mean, std = torch.tensor(_MEAN, dtype=torch.float64), torch.tensor(_STD, dtype=torch.float64)
+    mean, std = torch.tensor(IMAGENET_MEAN, dtype=torch.float64), torch.tensor(IMAGENET_STD, dtype=torch.float64)
     return std.flip(0) / std, (mean.flip(0) - mean) / std
 
 

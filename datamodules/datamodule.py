@@ -1,6 +1,6 @@
 """The method-agnostic ``PoseDataModule``: crops, crop-pixel keypoints and metadata for every method.
 
-One DataModule serves all seven methods (DESIGN.md, "How a sample flows" step 3): it yields the
+One DataModule serves all seven methods (the codecs build targets on the device, models/codecs.py): it yields the
 normalised crop, the keypoints in crop pixels, visibility, the affine matrices and the record
 metadata evaluation needs; each method's codec builds its own targets on the device.
 

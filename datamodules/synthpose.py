@@ -1,7 +1,7 @@
 """SynthPose: PoseBench's embedded synthetic data set, drawn procedurally so everything runs offline.
 
 ``generate_synthpose(out, num_train, num_val, seed)`` writes images and annotations in the real
-MPII and COCO file formats (layout in ``notes/LAYOUT.md``), so the project's real loaders,
+MPII and COCO file formats (layouts in README.md, "Datasets"), so the project's real loaders,
 transforms and metrics run unchanged on it. Same seed, same bytes: every image draws from its own
 ``numpy`` generator seeded by (seed, split, image index), so images do not depend on each other
 or on the counts, and files are written with fixed formatting.

@@ -2,7 +2,7 @@
 
 A method subclasses ``PoseEstimator`` (or ``HeatmapEstimator`` for the heatmap family), builds
 its network as the plain ``nn.Module`` attribute ``self.net`` and supplies ``compute_loss`` and
-``predict_crop``; the base does the rest (DESIGN.md "Style": the network is a plain module, the
+``predict_crop``; the base does the rest (the Lightning style: the network is a plain module, the
 LightningModule holds the method). Constructors take typed keyword arguments only and never
 seed; hyper-parameters are saved as plain containers so checkpoints load with
 ``torch.load(weights_only=True)``.

@@ -1,10 +1,10 @@
 """Keypoint codecs: keypoints in crop pixels <-> training targets, and predictions back to keypoints.
 
-Each codec owns both directions of one representation (the mmpose codec idea, see DESIGN.md):
+Each codec owns both directions of one representation (the mmpose codec idea: mmpose/codecs/):
 ``HeatmapCodec`` (Gaussian heatmaps; standard or DARK-unbiased encoding; argmax / quarter / DARK
 decoding) and ``RegressionCodec`` (DeepPose box-normalised coordinates). Everything is batched torch,
 runs on the tensors' device, and has no Python loop over samples or joints. ``decode_heatmaps`` is a
-public contract (DESIGN.md "Public contracts") and also accepts numpy.
+public contract (docs/conventions.md) and also accepts numpy.
 
 Sources, fact by fact:
 
@@ -50,7 +50,7 @@ Sources, fact by fact:
 - Flip test: HRNet ``lib/utils/transforms.py`` ``flip_back`` (mirror the width axis, swap left/right
   channels) and ``lib/core/function.py`` ``validate`` (``TEST.SHIFT_HEATMAP``: the flipped heatmap is
   shifted one pixel right, ``output_flipped[:, :, :, 1:] = output_flipped.clone()[:, :, :, 0:-1]``).
-  Coordinate flip in crop pixels follows the project convention ``x' = (W - 1) - x`` (LAYOUT.md).
+  Coordinate flip in crop pixels follows the project convention ``x' = (W - 1) - x`` (docs/conventions.md).
 - Regression: DeepPose, Toshev & Szegedy CVPR'14, Sec. 3 ("Pose vectors"): ``N(y; b) = (y - b_c) / b_size``
   per axis with ``b`` the person box; the box is the crop, spanning ``[-0.5, W - 0.5]`` in crop pixels
   (centre ``(W - 1) / 2``, size ``W``).

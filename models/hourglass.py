@@ -17,7 +17,7 @@ Sources:
   stacks ``inter = inter + conv1x1(ll) + conv1x1(heatmaps)``. ``Residual`` is the pre-activation
   bottleneck ``BN - ReLU - 1x1 (n -> n/2) - BN - ReLU - 3x3 (n/2) - BN - ReLU - 1x1 (n/2 -> n)``
   with a 1x1 skip convolution when the widths differ; convolutions have biases; ``nModules = 1``.
-- 8-stack size: about 25.1M parameters (HRNet paper, COCO table, as in REFERENCES.md).
+- 8-stack size: about 25.1M parameters (HRNet paper, COCO table).
 
 Deviations: ``features`` also scales the stem (``features / 4``, ``features / 2``), which is the
 official stem at 256; ``hourglass-tiny`` (2 stacks, 32 features, 128x128) is ours, for tests and the demo.

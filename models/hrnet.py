@@ -29,7 +29,7 @@ Sources:
   module are ignored. Stage settings: ``experiments/coco/hrnet/w32_256x192_adam_lr1e-3.yaml``
   (``NUM_MODULES`` 1/4/3, ``NUM_BLOCKS`` 4, ``NUM_CHANNELS`` 32/64/128/256, ``FINAL_CONV_KERNEL`` 1).
 - Sizes: HRNet official README, COCO val table: W32 28.5M parameters, 7.1 GFLOPs; W48 63.6M,
-  14.6 GFLOPs, both at 256x192 (REFERENCES.md). Built here: 28,536,113 and 63,595,745 parameters
+  14.6 GFLOPs, both at 256x192. Built here: 28,536,113 and 63,595,745 parameters
   (17 joints); ``torch.utils.flop_counter`` counts 7.65 and 15.69 G multiply-accumulates (the
   summary's convention; the paper's counter differs).
 - ImageNet weights: timm's ``hrnet_w32`` / ``hrnet_w48`` (``.ms_in1k``), the HRNet-Image-Classification

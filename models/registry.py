@@ -1,7 +1,7 @@
 """The flat method registry: method names -> LightningModule classes, variant names -> presets.
 
 A method file registers its class with ``@register_method("name")`` and its presets with
-``register_variant(...)`` at the bottom of the same file (the timm pattern, DESIGN.md "Style");
+``register_variant(...)`` at the bottom of the same file (the timm pattern, README.md "Contributing");
 ``models/__init__.py`` imports every module of the package, so a new file registers itself.
 A duplicate name fails loudly. ``build(name, **overrides)`` accepts a variant or a method name
 and checks every override against the constructor signatures of the class and its bases, so a
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from models.base import PoseEstimator
 
-# Default skeletons of the paper variants, as plain lists (REFERENCES.md, "Joint orders"). The
+# Default skeletons of the paper variants, as plain lists (datamodules/skeletons.py: the MPII and COCO joint orders). The
 # harness overrides ``num_joints`` and ``flip_pairs`` from the dataset it trains on.
 MPII_JOINTS = 16
 MPII_FLIP_PAIRS: list[list[int]] = [[0, 5], [1, 4], [2, 3], [10, 15], [11, 14], [12, 13]]

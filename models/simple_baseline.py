@@ -13,8 +13,7 @@ Sources:
   with kernel 4, padding 1, output padding 0, no bias (``DECONV_WITH_BIAS: false``), BN, ReLU; the
   head is a 1x1 ``Conv2d`` with bias; deconvolution and head weights ~ N(0, 0.001), biases 0,
   BN weight 1 and bias 0.
-- Parameter and GFLOP figures of the variants: HRNet official README (COCO val table) as collected
-  in REFERENCES.md: R50 / R101 / R152 at 256x192 with 34.0 / 53.0 / 68.6 M parameters and
+- Parameter and GFLOP figures of the variants: HRNet official README (COCO val table): R50 / R101 / R152 at 256x192 with 34.0 / 53.0 / 68.6 M parameters and
   8.9 / 12.4 / 15.7 GFLOPs.
 
 Deviations: the backbone comes from timm (``resnetXX.tv_in1k``, the torchvision ImageNet weights

@@ -279,7 +279,7 @@ def test_simplebaseline_pth_tar_with_module_prefix_and_bgr_input(tmp_path):
     model = imported.model.eval()
     # The official network reads BGR (COLOR_RGB: false) normalised with the RGB mean/std; PoseBench reads RGB.
     pixels = torch.rand(1, 3, 64, 64)
-    mean, std = torch.tensor(W._MEAN)[:, None, None], torch.tensor(W._STD)[:, None, None]
+    mean, std = torch.tensor(W.IMAGENET_MEAN)[:, None, None], torch.tensor(W.IMAGENET_STD)[:, None, None]
     rgb, bgr = (pixels - mean) / std, (pixels.flip(1) - mean) / std
     with torch.no_grad():
         ours = model.net.backbone.bn1(model.net.backbone.conv1(rgb))

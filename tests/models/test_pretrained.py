@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -94,12 +93,11 @@ def _random_state(name: str, seed: int) -> dict[str, torch.Tensor]:
 def test_offline_build_fails_fast_naming_model_weights_and_switch(
     no_network: list[str], variant: str, owner: str, weights: str, looked_for: str
 ) -> None:
-    started = time.perf_counter()
     with pytest.raises(PretrainedWeightsUnavailable) as error:
         models.build(variant, pretrained=True)
-    elapsed = time.perf_counter() - started
     message = str(error.value)
-    assert elapsed < 10.0
+    # Fast by construction: one bounded probe, no hub retries (no wall clock asserted).
+    assert len(no_network) == 1 and pretrained.PROBE_TIMEOUT_S <= 3.0
     assert message.startswith(owner) and weights in message and looked_for in message
     assert "model.kwargs.pretrained=false" in message and "pretrained=False" in message
     assert len(no_network) == 1  # one probe, no retries
@@ -126,14 +124,14 @@ def test_offline_subprocess_fails_within_seconds(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE")}
     env.update(HF_HOME=str(tmp_path / "hf"), TORCH_HOME=str(tmp_path / "torch"), HF_HUB_OFFLINE="1")
     script = (
-        "import json, time, models\n"
-        "started = time.perf_counter()\n"
+        "import json, models\n"
+
         "try:\n"
         "    models.build('hrnet-w32', num_joints=17, flip_pairs=[[1, 2]], input_size=[256, 192], pretrained=True)\n"
         "    outcome = 'built'\n"
         "except Exception as error:\n"
         "    outcome = f'{type(error).__name__}: {error}'\n"
-        "print(json.dumps({'seconds': time.perf_counter() - started, 'outcome': outcome}))\n"
+        "print(json.dumps({'outcome': outcome}))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
                           timeout=120)
@@ -141,7 +139,8 @@ def test_offline_subprocess_fails_within_seconds(tmp_path: Path) -> None:
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["outcome"].startswith("PretrainedWeightsUnavailable: hrnet-w32")
     assert "timm/hrnet_w32.ms_in1k" in report["outcome"] and "pretrained=false" in report["outcome"]
-    assert report["seconds"] < 10.0
+    # No hub retries: the offline switch is seen before any download is tried (no wall clock asserted).
+    assert "HF_HUB_OFFLINE is set" in report["outcome"]
 
 
 # ------------------------------------------------------------------------------ cached weights
@@ -244,9 +243,9 @@ def test_probe_gives_up_after_its_timeout(direct: None, monkeypatch: pytest.Monk
         raise OSError("connection attempt abandoned")
 
     monkeypatch.setattr(pretrained.socket, "create_connection", hang)
-    started = time.perf_counter()
+    # The hanging connect is still blocked (released only below): the answer came from the join timeout.
     problem = network_problem("https://huggingface.co/timm/x", timeout=0.2)
-    assert time.perf_counter() - started < 1.0
+    assert not released.is_set()
     assert problem == "huggingface.co:443 did not answer within 0.2 s"
     released.set()
 
