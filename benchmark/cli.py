@@ -114,7 +114,7 @@ def _run_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _weights_parsers(sub: argparse._SubParsersAction) -> None:
-    """``import-weights``, ``export-weights`` and ``verify-checkpoints`` (benchmark/weights.py, docs/checkpoints.md)."""
+    """``import-weights``, ``export-weights`` and ``verify-checkpoints`` (benchmark/commands/weights.py, docs/checkpoints.md)."""
     formats = ["msra-hrnet", "msra-resnet", "mmpose", "bearpaw-hourglass"]
     imp = sub.add_parser("import-weights", help="write a PoseBench checkpoint from a published weights file")
     imp.add_argument("file", type=Path, help="e.g. pose_hrnet_w32_256x192.pth (HRNet model zoo)")
@@ -164,7 +164,7 @@ def _run_data(args: argparse.Namespace) -> int:
         generate_synthpose(args.out, num_train=args.train, num_val=args.val, seed=args.seed, progress=True)
         return 0
     if args.data_command == "show":
-        from benchmark.data_show import show_sample
+        from benchmark.commands.data_show import show_sample
 
         path = show_sample(
             args.data, args.root, split=args.split, index=args.index, augment=args.augment,
@@ -173,13 +173,13 @@ def _run_data(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
         return 0
     if args.data_command == "check":
-        from benchmark.data_check import check_dataset
+        from benchmark.commands.data_check import check_dataset
 
         report = check_dataset(args.data, args.root, splits=args.split)
         print(report.format())
         return 0 if report.ok else 1
     if args.data_command == "fetch":
-        from benchmark.fetch import fetch_dataset
+        from benchmark.commands.fetch import fetch_dataset
 
         return fetch_dataset(args.dataset, args.root, only=args.only, list_only=args.list)
     raise AssertionError(args.data_command)
@@ -187,14 +187,14 @@ def _run_data(args: argparse.Namespace) -> int:
 
 def _run_profile(args: argparse.Namespace) -> int:
     if args.profile_command == "data":
-        from benchmark.profile_data import profile_data
+        from benchmark.commands.profile_data import profile_data
 
         profile_data(args.data, args.root, split=args.split, input_size=tuple(args.input_size), samples=args.samples)
         return 0
     if args.profile_command == "codecs":
         import torch
 
-        from benchmark.profile_codecs import profile_codecs
+        from benchmark.commands.profile_codecs import profile_codecs
 
         if args.threads:
             torch.set_num_threads(args.threads)
@@ -208,7 +208,7 @@ def _run_profile(args: argparse.Namespace) -> int:
 def _run_profile_model(settings: list[str]) -> int:
     import json
 
-    from benchmark.summary import profile_model
+    from benchmark.commands.summary import profile_model
 
     values = dict(item.split("=", 1) for item in settings if "=" in item)
     unknown = sorted(set(values) - {"method", "batch_size", "steps", "device"}) + [s for s in settings if "=" not in s]
@@ -223,7 +223,13 @@ def _run_profile_model(settings: list[str]) -> int:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from benchmark.train import RunError, RunFinished, evaluate, format_results, train_from_overrides
+    from benchmark.train import (
+        RunError,
+        RunFinished,
+        evaluate,
+        format_results,
+        train_from_overrides,
+    )
 
     try:
         result = train_from_overrides(args.overrides) if args.command == "train" else evaluate(args.overrides)
@@ -240,7 +246,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_rerun(args: argparse.Namespace) -> int:
-    from benchmark.rerun import RerunError, rerun
+    from benchmark.commands.rerun import RerunError, rerun
     from benchmark.train import RunError, format_results
 
     try:
@@ -253,14 +259,14 @@ def _run_rerun(args: argparse.Namespace) -> int:
 
 
 def _run_summary(args: argparse.Namespace) -> int:
-    from benchmark.summary import run_summary
+    from benchmark.commands.summary import run_summary
 
     print(run_summary(args.variant, args.json))
     return 0
 
 
 def _run_leaderboard(args: argparse.Namespace) -> int:
-    from benchmark.leaderboard import generate_leaderboard
+    from benchmark.commands.leaderboard import generate_leaderboard
 
     print(f"wrote {generate_leaderboard(args.records, args.out, title=args.title)}")
     return 0
@@ -268,7 +274,7 @@ def _run_leaderboard(args: argparse.Namespace) -> int:
 
 def _run_fidelity(args: argparse.Namespace) -> int:
     """Print or write the table; every rule it breaks goes to stderr and makes the exit status 1."""
-    from benchmark import fidelity
+    from benchmark.commands import fidelity
 
     if args.write:
         print(f"wrote {fidelity.write().relative_to(fidelity.PROJECT_ROOT)}")
@@ -281,11 +287,16 @@ def _run_fidelity(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from benchmark.demo import FORMATS, DemoError, check_demo_leaderboard, run_demo
+    from benchmark.commands.demo import (
+        FORMATS,
+        DemoError,
+        check_demo_leaderboard,
+        run_demo,
+    )
 
     formats = tuple(args.format or FORMATS)
     if args.check:
-        from benchmark.leaderboard import MARKDOWN_NAME
+        from benchmark.commands.leaderboard import MARKDOWN_NAME
         from models import METHODS
 
         problems = check_demo_leaderboard(args.out / MARKDOWN_NAME, args.method or sorted(METHODS), formats)
@@ -302,14 +313,19 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
-    from benchmark.sweep import parse_gpus, run_sweep
+    from benchmark.commands.sweep import parse_gpus, run_sweep
 
     gpus = parse_gpus(args.gpus) if args.gpus else None
     return run_sweep(args.file, dry_run=args.dry_run, gpus=gpus, records_dir=args.records_dir, seed=args.seed)
 
 
 def _run_import_weights(args: argparse.Namespace) -> int:
-    from benchmark.weights import ImportRequest, default_output, import_weights, write_checkpoint
+    from benchmark.commands.weights import (
+        ImportRequest,
+        default_output,
+        import_weights,
+        write_checkpoint,
+    )
 
     request = ImportRequest(variant=args.variant, format=args.format, dataset=args.dataset,
                             input_size=tuple(args.input_size) if args.input_size else None,
@@ -328,7 +344,7 @@ def _run_import_weights(args: argparse.Namespace) -> int:
 
 
 def _run_export_weights(args: argparse.Namespace) -> int:
-    from benchmark.weights import export_state_dict, write_state_dict
+    from benchmark.commands.weights import export_state_dict, write_state_dict
 
     state = export_state_dict(args.checkpoint, args.layout, args.input_order)
     out = write_state_dict(state, args.out or args.checkpoint.with_suffix(f".{args.layout}.pth"))
@@ -337,7 +353,7 @@ def _run_export_weights(args: argparse.Namespace) -> int:
 
 
 def _run_verify_checkpoints(args: argparse.Namespace) -> int:
-    from benchmark.published import reference_table, verify_checkpoints
+    from benchmark.commands.published import reference_table, verify_checkpoints
 
     if args.table:
         print(reference_table())
@@ -347,10 +363,9 @@ def _run_verify_checkpoints(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the sub-command; bad input exits with its message, not a traceback."""
+    from benchmark.config import ConfigError
     from datamodules.records import DatasetError
     from models.pretrained import PretrainedWeightsUnavailable
-
-    from benchmark.config import ConfigError
 
     args = build_parser().parse_args(argv)
     handlers = {"data": _run_data, "profile": _run_profile, "train": _run_train, "evaluate": _run_train,

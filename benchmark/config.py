@@ -13,7 +13,7 @@ dotlist first. ``method`` may name a ``method/<name>.yaml`` file or a registered
 (``method=hourglass-tiny`` merges ``method/hourglass.yaml`` and sets ``model.variant``). A
 recipe file may say which groups it builds on with a top-level ``uses: {data: ..., method: ...}``;
 selectors on the command line win over it (``recipe=hourglass8_mpii_256 data=synthpose``). Its top-level
-``fidelity:`` list (the source's value of every setting, ``benchmark/fidelity.py``) is documentation: it is
+``fidelity:`` list (the source's value of every setting, ``benchmark/commands/fidelity.py``) is documentation: it is
 taken out before merging and never reaches the run config.
 
 The schemas are OmegaConf structured configs, so a value of the wrong type fails, and every
@@ -265,7 +265,7 @@ def load_config(overrides: list[str] | None = None) -> RunConfig:
         recipe_path = _group_file("recipe", recipe_name)
         recipe = _read_yaml(recipe_path)
         uses = recipe.pop("uses", None) or {}
-        recipe.pop("fidelity", None)  # read by benchmark/fidelity.py, not a run setting
+        recipe.pop("fidelity", None)  # read by benchmark/commands/fidelity.py, not a run setting
         if not isinstance(uses, dict) or set(uses) - {"data", "method"}:
             raise ConfigError(f"{recipe_path}: 'uses' must map data and/or method to group names, got {uses!r}")
         check_keys(recipe, where=str(recipe_path))

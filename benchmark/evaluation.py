@@ -34,8 +34,6 @@ The headline metrics stay those of the configured protocol (the recipe's).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -47,7 +45,7 @@ import scipy.io
 import torch
 
 from benchmark import metrics
-from benchmark.run_record import open_mode
+from benchmark.files import atomic_write, atomic_write_text
 from datamodules.datasets import PoseDataset
 from datamodules.records import PIXEL_STD
 
@@ -238,30 +236,15 @@ def evaluate_lsp(dataset: PoseDataset, keypoints: np.ndarray) -> dict[str, float
 # ---------------------------------------------------------------------------- writing
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(file)`` on a temp file beside ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, open_mode())  # mkstemp's 0600 -> what open() would give
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_mpii_predictions(path: Path, keypoints: np.ndarray) -> Path:
     """Write ``keypoints`` ``(N, K, 2)`` (0-based px) as ``{"preds": keypoints + 1}``, HRNet's pred.mat layout."""
-    _atomic_write(path, lambda f: scipy.io.savemat(f, {"preds": np.asarray(keypoints, dtype=np.float64) + 1.0}))
+    atomic_write(path, lambda f: scipy.io.savemat(f, {"preds": np.asarray(keypoints, dtype=np.float64) + 1.0}))
     return path
 
 
 def write_json(path: Path, payload: Any) -> Path:
     """Write ``payload`` as JSON atomically."""
-    _atomic_write(path, lambda f: f.write(json.dumps(payload).encode()))
-    return path
+    return atomic_write_text(path, json.dumps(payload))
 
 
 # ---------------------------------------------------------------------------- callback

@@ -6,7 +6,7 @@ and gets back ONE PNG beside the run record: the top row holds the ``count`` per
 lowest error, best first, the bottom row the ``count`` with the highest, worst first. Each tile
 is the person's crop taken with the project's own top-down affine (``datamodules.transforms``,
 no rotation or flip) with the ground truth drawn thin, white and semi-transparent underneath and
-the prediction drawn on top by ``benchmark.data_show.draw_skeleton`` (left blue, right orange,
+the prediction drawn on top by ``benchmark.drawing.draw_skeleton`` (left blue, right orange,
 centre green; every predicted joint is drawn, annotated or not). The caption names the record
 index, the image file and the error.
 
@@ -39,8 +39,6 @@ PNG, about 80 kB instead of 600 kB), written atomically (temp file in the same d
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -52,8 +50,8 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from benchmark import metrics
-from benchmark.data_show import SIDE_COLOURS, draw_skeleton
-from benchmark.run_record import open_mode
+from benchmark.drawing import SIDE_COLOURS, draw_skeleton
+from benchmark.files import atomic_write
 from datamodules.datasets import PoseDataset
 from datamodules.records import PersonRecord
 from datamodules.skeletons import Skeleton
@@ -289,13 +287,4 @@ def _write_palette_png(rgb: np.ndarray, out: Path) -> None:
     which keeps the skeleton colours exact and the bytes identical for identical input.
     """
     image = Image.fromarray(np.ascontiguousarray(rgb), "RGB").quantize(palette=_palette(), dither=Image.Dither.NONE)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=out.parent)
-    try:
-        os.fchmod(handle, open_mode())  # mkstemp's 0600 -> what open() would give
-        with os.fdopen(handle, "wb") as stream:
-            image.save(stream, format="PNG", optimize=True)
-        os.replace(temp, out)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    atomic_write(out, lambda stream: image.save(stream, format="PNG", optimize=True))

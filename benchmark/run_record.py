@@ -28,9 +28,10 @@ import math
 import os
 import platform
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from benchmark.files import atomic_write_text
 
 SCHEMA_VERSION = 2
 SCHEMA: dict[str, type | tuple[type, ...]] = {
@@ -293,33 +294,13 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def open_mode() -> int:
-    """The mode ``open()`` gives a new file, ``0o666 & ~umask``; ``mkstemp``'s temp files (0600) are set to it
-    before they are renamed into place, so records, predictions and galleries are as readable as other files."""
-    umask = os.umask(0o022)  # reading the umask means setting it; restored at once
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def write_record(record: dict[str, Any], directory: Path | str) -> Path:
     """Validate ``record`` (NaN / inf already null, as written) and write it as ``<directory>/<run_id>.json``
     atomically; returns the path."""
     record = _finite(record)
     validate_record(record)
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{record['run_id']}.json"
     payload = json.dumps(record, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        os.fchmod(fd, open_mode())
-        with os.fdopen(fd, "w") as f:
-            f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(Path(directory) / f"{record['run_id']}.json", payload)
 
 
 def read_record(path: Path | str) -> dict[str, Any]:

@@ -52,7 +52,14 @@ from pytorch_lightning.loggers import CSVLogger, Logger
 from benchmark import run_record
 from benchmark.batch_rule import BatchRule
 from benchmark.batch_rule import resolve as resolve_batch_rule
-from benchmark.config import RunConfig, config_hash, load_config, split_selectors, to_dict, to_yaml
+from benchmark.config import (
+    RunConfig,
+    config_hash,
+    load_config,
+    split_selectors,
+    to_dict,
+    to_yaml,
+)
 from benchmark.evaluation import EvaluationCallback
 from benchmark.run_stats import ThroughputCallback, file_entry, peak_memory
 from datamodules.datamodule import PoseDataModule
@@ -611,7 +618,7 @@ def make_record(run: Run, results: dict[str, dict[str, float]], started: float, 
 
 def model_summary(cfg: RunConfig, model: torch.nn.Module, input_size: list[int]) -> dict[str, Any]:
     """``{"model": {params, gflops, paper_gflops, modernized, tiny}}`` for the record (the leaderboard reads it)."""
-    from benchmark.summary import count_gflops
+    from benchmark.flops import count_gflops
     from models import VARIANTS
 
     variant = VARIANTS.get(cfg.model.variant)

@@ -12,6 +12,7 @@ import scipy.io
 
 from datamodules.mpii import MAT_JOINT_NAMES
 
+
 def _person(offset: float) -> np.ndarray:
     """(14, 2) 1-based joints: x = 10 + 2 j + offset, y = 20 + 3 j."""
     j = np.arange(14, dtype=np.float64)

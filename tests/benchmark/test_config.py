@@ -6,7 +6,14 @@ import re
 
 import pytest
 
-from benchmark.config import CONFIG_DIR, ConfigError, RunConfig, available, config_hash, load_config
+from benchmark.config import (
+    CONFIG_DIR,
+    ConfigError,
+    RunConfig,
+    available,
+    config_hash,
+    load_config,
+)
 
 
 def test_defaults_give_the_tiny_simplebaseline_on_synthpose():

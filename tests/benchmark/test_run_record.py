@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 
 from benchmark import run_record
-from benchmark.run_record import SCHEMA, SCHEMA_VERSION, read_record, validate_record, write_record
+from benchmark.run_record import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    read_record,
+    validate_record,
+    write_record,
+)
 
 RECORDS = Path(__file__).parent / "data" / "leaderboard" / "records"
 
@@ -107,7 +113,7 @@ def test_crash_mid_write_leaves_the_previous_record_intact(tmp_path: Path, monke
 
 
 def test_a_killed_writer_leaves_only_a_hidden_temp_file_the_leaderboard_ignores(tmp_path: Path) -> None:
-    from benchmark.leaderboard import generate_leaderboard
+    from benchmark.commands.leaderboard import generate_leaderboard
 
     write_record(_record(), tmp_path / "runs")
     # What a SIGKILL between write and rename leaves: a truncated dot-file beside the records.

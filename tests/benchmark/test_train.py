@@ -14,7 +14,13 @@ import torch
 from benchmark.config import config_hash, load_config
 from benchmark.gallery import gallery_size_px
 from benchmark.run_record import read_record
-from benchmark.train import RunError, collect_rng_state, evaluate, restore_rng_state, train
+from benchmark.train import (
+    RunError,
+    collect_rng_state,
+    evaluate,
+    restore_rng_state,
+    train,
+)
 from datamodules.datasets import build_dataset
 from datamodules.synthpose import generate_synthpose
 

@@ -8,7 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datamodules.coco import box_to_center_scale, load_coco_detection_records, load_coco_records
+from datamodules.coco import (
+    box_to_center_scale,
+    load_coco_detection_records,
+    load_coco_records,
+)
 from datamodules.records import DatasetError
 
 

@@ -11,7 +11,14 @@ import pytest
 from datamodules.datasets import DATASETS, DatasetNotFoundError, build_dataset
 from datamodules.records import DatasetError
 from datamodules.skeletons import COCO, LSP, MPII
-from tests.builders import HEADBOXES, make_coco_root, make_mpii_root, make_synthpose_root, write_lsp, write_lspet
+from tests.builders import (
+    HEADBOXES,
+    make_coco_root,
+    make_mpii_root,
+    make_synthpose_root,
+    write_lsp,
+    write_lspet,
+)
 
 
 @pytest.fixture()

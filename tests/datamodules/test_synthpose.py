@@ -15,7 +15,11 @@ from pycocotools.coco import COCO as CocoApi
 
 from datamodules.coco import load_coco_detection_records, load_coco_records
 from datamodules.datasets import build_dataset
-from datamodules.mpii import attach_ground_truth, load_mpii_annotations, load_mpii_ground_truth
+from datamodules.mpii import (
+    attach_ground_truth,
+    load_mpii_annotations,
+    load_mpii_ground_truth,
+)
 from datamodules.records import DatasetError
 from datamodules.skeletons import COCO, MPII
 from datamodules.synthpose import (

@@ -17,7 +17,13 @@ from typing import Any
 import pytest
 
 from benchmark import cli
-from benchmark.leaderboard import CSV_NAME, MARKDOWN_NAME, PLOT_NAME, LeaderboardError, generate_leaderboard
+from benchmark.commands.leaderboard import (
+    CSV_NAME,
+    MARKDOWN_NAME,
+    PLOT_NAME,
+    LeaderboardError,
+    generate_leaderboard,
+)
 from benchmark.run_record import read_record, validate_record
 
 DATA = Path(__file__).resolve().parents[1] / "benchmark" / "data" / "leaderboard"

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from benchmark import run_record
+from benchmark.commands.sweep import expand_sweep, run_sweep
 from benchmark.config import load_config, to_dict
-from benchmark.sweep import expand_sweep, run_sweep
 
 REPO = Path(__file__).resolve().parents[2]
 SWEEPS = sorted((REPO / "benchmark" / "configs" / "sweeps").glob("*.yaml"))

@@ -19,7 +19,13 @@ from datamodules.datamodule import PoseDataModule
 from datamodules.skeletons import MPII
 from datamodules.transforms import Augmentation
 from models.codecs import flip_heatmaps_back
-from models.cpm import CPMNet, ConvolutionalPoseMachine, belief_targets, centre_map, pool_centre_map
+from models.cpm import (
+    ConvolutionalPoseMachine,
+    CPMNet,
+    belief_targets,
+    centre_map,
+    pool_centre_map,
+)
 
 
 def _conv_params(c_in: int, c_out: int, k: int) -> int:

@@ -18,7 +18,12 @@ from datamodules.datamodule import PoseDataModule
 from datamodules.skeletons import MPII
 from datamodules.transforms import Augmentation
 from models import pretrained
-from models.hrnet import HRNet, HighResolutionModule, PoseHighResolutionNet, copy_timm_weights
+from models.hrnet import (
+    HighResolutionModule,
+    HRNet,
+    PoseHighResolutionNet,
+    copy_timm_weights,
+)
 
 # ----------------------------------------------------------------------------- size
 

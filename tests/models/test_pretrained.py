@@ -19,7 +19,11 @@ import torchvision
 
 import models
 from models import pretrained
-from models.pretrained import PretrainedWeightsUnavailable, create_timm_model, network_problem
+from models.pretrained import (
+    PretrainedWeightsUnavailable,
+    create_timm_model,
+    network_problem,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

@@ -1,6 +1,6 @@
 """The published checkpoints, their authors' numbers, and ``verify-checkpoints``, which scores them.
 
-``PUBLISHED`` lists the released files PoseBench can import (``benchmark/weights.py``) with the
+``PUBLISHED`` lists the released files PoseBench can import (``benchmark/commands/weights.py``) with the
 protocol and number their authors report; docs/checkpoints.md renders it (a test keeps the two
 equal). ``verify_checkpoints`` imports each file present in a folder, runs ``evaluate`` under the
 authors' protocol and prints whether the number is reproduced within ``TOLERANCE``.
@@ -17,7 +17,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmark.weights import (
+from benchmark.commands.weights import (
     HOURGLASS_MISMATCH,
     MMPOSE_NOT_IMPORTABLE,
     ImportRequest,

@@ -13,7 +13,8 @@ import time
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+
+from benchmark.flops import count_gflops
 
 
 def _build_for_summary(name: str) -> torch.nn.Module:
@@ -23,16 +24,6 @@ def _build_for_summary(name: str) -> torch.nn.Module:
 
     accepted = accepted_kwargs(METHODS[VARIANTS[name].method])
     return build(name, **({"pretrained": False} if "pretrained" in accepted else {}))
-
-
-def count_gflops(model: torch.nn.Module, input_size: tuple[int, int]) -> float:
-    """Multiply-accumulates (in 1e9) of ``model`` on one ``(1, 3, H, W)`` zero image, in eval mode."""
-    model.eval()
-    parameter = next(model.parameters(), None)
-    image = torch.zeros(1, 3, *input_size, device=parameter.device if parameter is not None else "cpu")
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(image)
-    return counter.get_total_flops() / 2 / 1e9
 
 
 def summarize_variant(name: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from benchmark.cli import main
-from benchmark.data_show import draw_skeleton, show_sample
+from benchmark.commands.data_show import draw_skeleton, show_sample
 from datamodules.datasets import build_dataset
 from datamodules.records import DatasetError
 from datamodules.skeletons import MPII

@@ -14,10 +14,15 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from benchmark.leaderboard import CSV_NAME, MARKDOWN_NAME, PLOT_NAME, generate_leaderboard
+from benchmark.commands.leaderboard import (
+    CSV_NAME,
+    MARKDOWN_NAME,
+    PLOT_NAME,
+    generate_leaderboard,
+)
 from benchmark.run_record import read_record
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _committed_results(into: Path) -> Path:

@@ -1,4 +1,4 @@
-"""benchmark/weights.py on state dicts that carry exactly the official key names and shapes.
+"""benchmark/commands/weights.py on state dicts that carry exactly the official key names and shapes.
 
 The key -> shape tables are generated below from a re-statement of each official model definition
 (names, layer order, shapes), for any width or depth, so the tiny PoseBench variants are covered with
@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 
 import models
-from benchmark import weights as W
 from benchmark.cli import main
+from benchmark.commands import weights as W
 from benchmark.train import CHECKPOINT_KEY, evaluate, load_checkpoint
 from datamodules.synthpose import generate_synthpose
 

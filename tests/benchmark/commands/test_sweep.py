@@ -16,11 +16,19 @@ from typing import Any
 import pytest
 import yaml
 
-from benchmark import run_record, sweep
+from benchmark import run_record
+from benchmark.commands import sweep
+from benchmark.commands.sweep import (
+    SweepError,
+    build_command,
+    command_args,
+    expand_sweep,
+    run_environment,
+    run_sweep,
+)
 from benchmark.config import config_hash, load_config, to_dict
-from benchmark.sweep import SweepError, build_command, command_args, expand_sweep, run_environment, run_sweep
 
-ARCHITECTURES = Path(__file__).resolve().parents[2] / "benchmark" / "configs" / "sweeps" / "architectures.yaml"
+ARCHITECTURES = Path(__file__).resolve().parents[3] / "benchmark" / "configs" / "sweeps" / "architectures.yaml"
 
 
 def test_grid_is_the_product_over_sorted_names_last_fastest() -> None:

@@ -38,10 +38,15 @@ from torch.utils.data import default_collate
 from datamodules.records import PersonRecord
 from datamodules.skeletons import COCO, Skeleton
 from datamodules.topdown import TopDownDataset, read_image
-from datamodules.transforms import HRNET_COCO, HRNET_MPII, TopDownTransform, affine_matrix
+from datamodules.transforms import (
+    HRNET_COCO,
+    HRNET_MPII,
+    TopDownTransform,
+    affine_matrix,
+)
 
 TARGET_RATIO = 1.3
-COCO_FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "coco"
+COCO_FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "coco"
 
 
 def _load(data: str, root: Path | None, split: str, aspect_ratio: float) -> tuple[list[PersonRecord], Skeleton, str]:

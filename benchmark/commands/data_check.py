@@ -33,7 +33,15 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from datamodules.datasets import DATASETS, HOW_TO_GET, LAYOUTS, SPLITS, DatasetNotFoundError, PoseDataset, build_dataset
+from datamodules.datasets import (
+    DATASETS,
+    HOW_TO_GET,
+    LAYOUTS,
+    SPLITS,
+    DatasetNotFoundError,
+    PoseDataset,
+    build_dataset,
+)
 from datamodules.records import DatasetError
 from datamodules.topdown import truncation_problem
 

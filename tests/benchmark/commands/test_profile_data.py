@@ -6,7 +6,7 @@ import cv2
 import torch
 
 from benchmark.cli import main
-from benchmark.profile_data import profile_data
+from benchmark.commands.profile_data import profile_data
 
 
 def test_short_profile_reports_ratio_under_bound(capsys):

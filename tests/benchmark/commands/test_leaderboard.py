@@ -5,7 +5,7 @@ on MPII (with a recipe reference and per-protocol metrics), one SimpleBaseline M
 only a val stage, two COCO seeds with detections, and two SynthPose runs.
 ``data/leaderboard/expected/`` holds the markdown and CSV they must give. Regenerate the
 expected files only deliberately, after reading the diff:
-``python -c "from pathlib import Path; from benchmark.leaderboard import generate_leaderboard;
+``python -c "from pathlib import Path; from benchmark.commands.leaderboard import generate_leaderboard;
 generate_leaderboard(Path('tests/benchmark/data/leaderboard/records'),
 Path('tests/benchmark/data/leaderboard/expected'))"`` (then delete the PNG there).
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.leaderboard import (
+from benchmark.commands.leaderboard import (
     CSV_NAME,
     MARKDOWN_NAME,
     PLOT_NAME,
@@ -28,7 +28,7 @@ from benchmark.leaderboard import (
     mean_std,
 )
 
-DATA = Path(__file__).parent / "data" / "leaderboard"
+DATA = Path(__file__).parents[1] / "data" / "leaderboard"
 RECORDS = DATA / "records"
 EXPECTED = DATA / "expected"
 

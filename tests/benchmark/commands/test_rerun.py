@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from benchmark.cli import main
+from benchmark.commands.rerun import RerunError, config_from_record, rerun
 from benchmark.config import ConfigError, config_hash, load_config, to_dict
-from benchmark.rerun import RerunError, config_from_record, rerun
 from benchmark.run_record import read_record
 from benchmark.train import train
 from datamodules.synthpose import generate_synthpose

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from benchmark.cli import main
-from benchmark.summary import count_gflops, profile_model, summary
+from benchmark.commands.summary import count_gflops, profile_model, summary
 
 CONTRACT_KEYS = {"name", "method", "params", "gflops", "paper_gflops", "input_size"}
 

@@ -1,4 +1,4 @@
-"""The published-checkpoint table and ``verify-checkpoints`` (benchmark/published.py).
+"""The published-checkpoint table and ``verify-checkpoints`` (benchmark/commands/published.py).
 
 Truth: the table's own invariants (unique files, importable formats, the docs rendering it), and
 the behaviour a user without data or weights must see: an immediate stop naming what is missing.
@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 import models
-from benchmark import published as P
-from benchmark import weights as W
 from benchmark.cli import main
+from benchmark.commands import published as P
+from benchmark.commands import weights as W
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "checkpoints.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "checkpoints.md"
 
 
 def test_published_table_is_consistent():

@@ -115,8 +115,8 @@ def plan_demo(
 def finished_record(run: DemoRun, records_dir: Path) -> Path | None:
     """A record in ``records_dir`` of the same setting and seed as ``run`` (resume), else None."""
     from benchmark import run_record
+    from benchmark.commands.leaderboard import setting_hash
     from benchmark.config import load_config, to_dict
-    from benchmark.leaderboard import setting_hash
 
     config = to_dict(load_config(list(run.overrides)))
     wanted = (setting_hash(config), config["seed"])
@@ -190,7 +190,7 @@ def run_demo(
     it; 0 when every run finished and the leaderboard has every method's numbers, 1 otherwise."""
     from tqdm import tqdm
 
-    from benchmark.leaderboard import generate_leaderboard
+    from benchmark.commands.leaderboard import generate_leaderboard
     from datamodules.synthpose import generate_synthpose
 
     started = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Tests for benchmark.fetch against a tiny HTTP server on 127.0.0.1 (no other address is touched).
+"""Tests for benchmark.commands.fetch against a tiny HTTP server on 127.0.0.1 (no other address is touched).
 
 The archives are built from the real sample files in ../shared/fixtures, served by our own
 handler that honours ``Range`` (or, in one mode, ignores it, or breaks off mid-body); the item
@@ -20,8 +20,16 @@ from pathlib import Path
 
 import pytest
 
-from benchmark import cli, fetch
-from benchmark.fetch import COCO_ITEMS, DATASET_ITEMS, MPII_ITEMS, Item, fetch_dataset, fetch_items
+from benchmark import cli
+from benchmark.commands import fetch
+from benchmark.commands.fetch import (
+    COCO_ITEMS,
+    DATASET_ITEMS,
+    MPII_ITEMS,
+    Item,
+    fetch_dataset,
+    fetch_items,
+)
 
 COCO_IMAGES = ("000000000785.jpg", "000000040083.jpg", "000000196141.jpg", "000000197388.jpg")
 MPII_IMAGES = ("004645041.jpg", "005808361.jpg", "051423444.jpg", "052475643.jpg", "060754485.jpg")

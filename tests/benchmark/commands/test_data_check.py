@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.cli import main
-from benchmark.data_check import check_dataset
+from benchmark.commands.data_check import check_dataset
 from datamodules.datasets import build_dataset
 from tests.builders import make_coco_root, make_mpii_root
 

@@ -1,13 +1,13 @@
-"""The fidelity table (benchmark/fidelity.py): generated from the recipes, complete, and consistent with them."""
+"""The fidelity table (benchmark/commands/fidelity.py): generated from the recipes, complete, and consistent with them."""
 
 from __future__ import annotations
 
 import pytest
 
-from benchmark import fidelity
 from benchmark.cli import main
+from benchmark.commands import fidelity
+from benchmark.commands.fidelity import FidelityError, Row
 from benchmark.config import load_config, to_dict
-from benchmark.fidelity import FidelityError, Row
 
 PAPER_RECIPES = fidelity.paper_recipes()
 

@@ -64,12 +64,12 @@ import io
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from benchmark import run_record
+from benchmark.files import atomic_write_bytes
 
 MARKDOWN_NAME = "LEADERBOARD.md"
 CSV_NAME = "leaderboard.csv"
@@ -611,7 +611,7 @@ def render_markdown(entries: list[Entry], title: str, records_link: str = "runs"
     if notes:
         aside = len(entries) - len(counted)
         out += [f"{aside} more {'record is' if aside == 1 else 'records are'} set aside, not counted: duplicates "
-                "of a counted run or of its seed (see the module docstring of benchmark/leaderboard.py).", "",
+                "of a counted run or of its seed (see the module docstring of benchmark/commands/leaderboard.py).", "",
                 *[f"- {note}." for note in notes], ""]
     out += [INTRO, "", f"![accuracy versus GFLOPs]({PLOT_NAME})", ""]
     footnotes: list[str] = []
@@ -723,18 +723,6 @@ def render_plot(entries: list[Entry]) -> bytes:
 # ------------------------------------------------------------------------------ writing
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the leaderboard is for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def generate_leaderboard(records_dir: Path, out_dir: Path, *, title: str = "PoseBench leaderboard") -> Path:
     """Regenerate ``LEADERBOARD.md``, ``leaderboard.csv`` and ``leaderboard.png`` in ``out_dir`` from the
     records in ``records_dir``; returns the markdown path. Every file is built before any is written.
@@ -748,7 +736,7 @@ def generate_leaderboard(records_dir: Path, out_dir: Path, *, title: str = "Pose
     table = render_csv(entries).encode("utf-8")
     plot = render_plot(entries)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out_dir / PLOT_NAME, plot)
-    _atomic_write(out_dir / CSV_NAME, table)
-    _atomic_write(out_dir / MARKDOWN_NAME, markdown)
+    atomic_write_bytes(out_dir / PLOT_NAME, plot)
+    atomic_write_bytes(out_dir / CSV_NAME, table)
+    atomic_write_bytes(out_dir / MARKDOWN_NAME, markdown)
     return out_dir / MARKDOWN_NAME

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 import models
-from benchmark import demo
+from benchmark.commands import demo
+from benchmark.commands.leaderboard import MARKDOWN_NAME
 from benchmark.config import load_config
-from benchmark.leaderboard import MARKDOWN_NAME
 from benchmark.run_record import read_record
 
 

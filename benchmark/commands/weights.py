@@ -6,7 +6,7 @@ BatchNorm ``num_batches_tracked`` counters are filled in, with 0, and listed), a
 ``write_checkpoint`` stores it as ``benchmark.train`` stores a trained model (``state_dict`` plus the
 ``posebench`` entry: variant, method, resolved run config) with ``imported`` provenance (source file,
 sha256, format, pixel-grid convention). ``export_state_dict`` goes back to a plain network state
-dict in PoseBench's, the official or mmpose's key layout. ``benchmark/published.py`` lists the
+dict in PoseBench's, the official or mmpose's key layout. ``benchmark/commands/published.py`` lists the
 released checkpoints with their authors' numbers and scores those present in a folder.
 docs/checkpoints.md explains the formats.
 
@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import pickle
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -60,6 +59,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmark.files import atomic_write
 from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 FORMATS: tuple[str, ...] = ("msra-hrnet", "msra-resnet", "mmpose", "bearpaw-hourglass")
@@ -644,11 +644,7 @@ def write_checkpoint(imported: Imported, out: Path) -> Path:
 
 
 def _atomic_save(payload: Any, out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    torch.save(payload, temporary)
-    os.replace(temporary, out)
-    return out
+    return atomic_write(out, lambda stream: torch.save(payload, stream))
 
 
 def default_output(path: Path) -> Path:

@@ -1,4 +1,4 @@
-"""Tests for benchmark/profile_codecs.py: the returned structure, agreement of the two implementations,
+"""Tests for benchmark/commands/profile_codecs.py: the returned structure, agreement of the two implementations,
 and the speed-up of vectorised DARK decoding over the per-keypoint loop."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from benchmark.cli import main
-from benchmark.profile_codecs import ROWS, profile_codecs
+from benchmark.commands.profile_codecs import ROWS, profile_codecs
 
 
 @pytest.fixture
