@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, make_dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -318,3 +319,18 @@ def config_hash(config: RunConfig) -> str:
 
 def to_yaml(config: RunConfig) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(config))
+
+
+MISSING = object()
+"""``lookup``'s answer for a dotted key that is absent."""
+
+
+def lookup(mapping: Any, dotted: str, default: Any = MISSING) -> Any:
+    """``mapping["a"]["b"]["c"]`` for ``dotted`` ``"a.b.c"`` in nested mappings, or ``default`` where a level is
+    missing or not a mapping."""
+    node = mapping
+    for key in dotted.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            return default
+        node = node[key]
+    return node
