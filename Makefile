@@ -20,8 +20,12 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP) ## The main job on any laptop: every method's tiny preset trained on SynthPose (CPU), results/demo/LEADERBOARD.md
 	$(PY) -m benchmark demo $(if $(JOBS),--jobs $(JOBS))
 
-test: $(STAMP) ## Run the test suite (everything not marked gpu)
+test: lint $(STAMP) ## Lint and type-check, then run the test suite (everything not marked gpu)
 	$(PY) -m pytest -m "not gpu" -q
+
+lint: $(STAMP) ## ruff (pyflakes, pycodestyle, import order, pyupgrade, bugbear) and mypy in basic mode
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 synth: $(STAMP) ## Generate the SynthPose data set into data/synthpose
 	$(PY) -m benchmark data synth --out data/synthpose --train 2000 --val 500 --seed 0
@@ -80,5 +84,5 @@ sweep: $(STAMP) ## Run the architecture sweep locally (GPUS=0,1,... runs one run
 clean: ## Remove the virtual environment and generated outputs (keeps data/ and results/runs/)
 	rm -rf $(VENV) outputs results/demo lightning_logs wandb .pytest_cache
 
-.PHONY: help install demo test synth reproduce-hourglass reproduce-simplebaseline reproduce-hrnet reproduce-cpm \
+.PHONY: help install demo test lint synth reproduce-hourglass reproduce-simplebaseline reproduce-hrnet reproduce-cpm \
 	reproduce-deeppose reproduce-tompson reproduce-ief verify-checkpoints leaderboard fidelity sweep clean

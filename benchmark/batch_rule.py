@@ -20,7 +20,7 @@ by ``optim.batch_rule``:
   fixed number of epochs whatever the batch; PoseBench's warm-up and LR milestones are in epochs
   (``models.base.LRFactor``), i.e. a fixed number of samples, so they already follow the rule and
   stay as configured.
-- ``off``: nothing changes; the mismatch is still printed and recorded.
+- ``off``: nothing changes; the mismatch is still logged and recorded.
 
 The result depends only on the config and the world size, so a resumed run on the same world size
 gets the same rule.
@@ -62,7 +62,7 @@ class BatchRule:
         return dataclasses.asdict(self)
 
     def message(self) -> str:
-        """The one line printed on rank zero."""
+        """The one line the runner logs (on rank zero)."""
         return (f"batch rule: the recipe assumes a total batch of {self.total_batch}; this run has "
                 f"{self.per_device} per device x {self.world_size} device(s): {self.note}")
 

@@ -1,8 +1,8 @@
-"""Structured run configuration: dataclass schemas, YAML groups and command-line overrides.
+"""Structured run configuration: schemas taken from the constructors they configure, YAML groups, overrides.
 
-A run's config is merged in a fixed order (README.md, "Training and evaluation"):
+A run's config is merged in a fixed order (docs/configuration.md):
 
-1. ``configs/defaults.yaml`` (every key, each with a comment),
+1. ``configs/defaults.yaml`` (PoseBench's default of every key, each with a comment),
 2. ``configs/data/<data>.yaml``,
 3. ``configs/method/<method>.yaml``,
 4. ``configs/recipe/<recipe>.yaml`` when ``recipe=NAME`` is given,
@@ -16,66 +16,116 @@ selectors on the command line win over it (``recipe=hourglass8_mpii_256 data=syn
 ``fidelity:`` list (the source's value of every setting, ``benchmark/commands/fidelity.py``) is documentation: it is
 taken out before merging and never reaches the run config.
 
-The schemas are OmegaConf structured configs, so a value of the wrong type fails, and every
-key of every source is checked against the schema first: a misspelt key raises ``ConfigError``
-naming the source, the key and the valid keys at that level.
+A section that configures one constructor takes its schema from that constructor's signature, so a key is
+written once, as a parameter: ``data:`` is ``PoseDataModule``'s keyword arguments but the few the runner
+computes, ``augmentation:`` is ``Augmentation``'s plus ``enabled``, and ``trainer:`` is every ``pl.Trainer``
+keyword argument but those the runner sets, plus PoseBench's extras (``TRAINER_EXTRAS``). The schemas are
+OmegaConf structured configs: OmegaConf refuses a misspelt key or a value of the wrong type, and ``merge``
+reports it as a ``ConfigError`` naming the source (file, recipe or command line), the full key and the
+closest valid key.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import inspect
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, is_dataclass, make_dataclass
+import types
+import typing
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Union, cast
 
+import pytorch_lightning as pl
+from omegaconf import MISSING as REQUIRED
 from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
+from benchmark.errors import PoseBenchError
+from datamodules.datamodule import PoseDataModule
 from datamodules.transforms import Augmentation
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+DEFAULTS_PATH = CONFIG_DIR / "defaults.yaml"
 GROUPS = ("data", "method", "recipe")
 DEFAULT_SELECTION = {"data": "synthpose", "method": "simplebaseline-tiny"}
 
 
-class ConfigError(ValueError):
+class ConfigError(PoseBenchError):
     """A config source is invalid: unknown key, wrong type, or unknown group name."""
 
 
-@dataclass
-class DataConfig:
-    """``data:``: which dataset, where, and how it is loaded (keys explained in configs/defaults.yaml)."""
+# ------------------------------------------------------------------------------- schemas from signatures
 
-    name: str = "synthpose"
-    root: str = "data/synthpose"
-    format: str = "mpii"
-    batch_size: int = 32
-    val_batch_size: Optional[int] = None
-    num_workers: int = 0
-    persistent_workers: bool = False
-    pin_memory: bool = False
-    val_boxes: str = "gt"
-    detection_file: Optional[str] = None
-    detection_threshold: float = 0.0
-    test_split: Optional[str] = None
-    max_samples: Optional[int] = None
-    shuffle: bool = True
-    drop_last: bool = False
-    normalisation: str = "imagenet"
-    synth_train: int = 2000
-    synth_val: int = 500
-    synth_seed: int = 0
+_CHECKED_TYPES = (bool, int, float, str)
 
 
-# ``augmentation:`` is ``datamodules.transforms.Augmentation`` (one source of truth for its fields
-# and defaults) plus ``enabled``; OmegaConf needs a mutable dataclass, so it is derived here.
-AugmentationConfig = make_dataclass(
-    "AugmentationConfig",
-    [("enabled", bool, field(default=True))]
-    + [(f.name, f.type, field(default=f.default)) for f in fields(Augmentation)],
-)
+def _config_type(annotation: Any) -> Any:
+    """The OmegaConf type of a parameter annotation: bool, int, float or str (optionally None) are checked; a path
+    is written as a str; anything else (unions of several types, literals, objects) is ``Any``."""
+    if annotation in _CHECKED_TYPES:
+        return annotation
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if str in members and Path in members:
+            members.remove(Path)
+        if len(members) == 1 and members[0] in _CHECKED_TYPES:
+            nullable = type(None) in typing.get_args(annotation)
+            return members[0] | None if nullable else members[0]
+    return Any
+
+
+def signature_fields(function: Callable[..., Any], exclude: Collection[str] = ()) -> list[tuple[str, Any, Any]]:
+    """``make_dataclass`` fields of the keyword parameters of ``function`` but ``exclude``: the parameter names are
+    the keys, their defaults the defaults (required where the parameter has none) and their annotations the types."""
+    hints = typing.get_type_hints(function)
+    result = []
+    for p in inspect.signature(function).parameters.values():
+        if p.name == "self" or p.name in exclude or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        default = REQUIRED if p.default is p.empty else p.default
+        result.append((p.name, _config_type(hints.get(p.name, Any)), field(default=default)))
+    return result
+
+
+DATA_RUNNER_ARGUMENTS = ("input_size", "augmentation", "seed", "convention")
+"""``PoseDataModule`` arguments the runner computes (``model.input_size`` or the variant's, ``augmentation:``,
+``seed``, ``model.convention``); every other argument is a ``data:`` key."""
+
+if TYPE_CHECKING:  # built at run time from signatures, so a type checker cannot list their fields
+    DataConfig: Any
+    AugmentationConfig: Any
+    TrainerConfig: Any
+else:
+    DataConfig = make_dataclass("DataConfig",
+                                signature_fields(PoseDataModule.__init__, exclude=DATA_RUNNER_ARGUMENTS))
+    DataConfig.__doc__ = """``data:``: ``PoseDataModule``'s keyword arguments (keys explained in defaults.yaml)."""
+    AugmentationConfig = make_dataclass(
+        "AugmentationConfig", [("enabled", bool, field(default=True)), *signature_fields(Augmentation)])
+    AugmentationConfig.__doc__ = """``augmentation:``: ``Augmentation``'s fields, and ``enabled`` (false: none)."""
+
+TRAINER_RUNNER_ARGUMENTS: dict[str, str] = {
+    "logger": "choose it with the top-level logger=csv|wandb",
+    "callbacks": "the runner's checkpoints, evaluation and records",
+    "default_root_dir": "the run directory under output_dir",
+    "use_distributed_sampler": "PoseDataModule shards its own data, so it is always false",
+}
+"""``pl.Trainer`` arguments the runner sets itself, and why a config cannot."""
+
+TRAINER_EXTRAS: list[tuple[str, Any, Any]] = [
+    ("channels_last", bool, field(default=False)),
+    ("compile", bool, field(default=False)),
+]
+"""PoseBench's ``trainer:`` keys that are not ``pl.Trainer`` arguments: train in channels-last memory format,
+``torch.compile`` the model. (``deterministic`` is Lightning's, with PoseBench's extra value ``auto``.)"""
+
+if not TYPE_CHECKING:
+    TrainerConfig = make_dataclass(
+        "TrainerConfig", [*signature_fields(pl.Trainer.__init__, exclude=TRAINER_RUNNER_ARGUMENTS), *TRAINER_EXTRAS])
+    TrainerConfig.__doc__ = """``trainer:``: every ``pl.Trainer`` keyword argument the runner does not set (their
+    defaults are Lightning's; configs/defaults.yaml holds PoseBench's), plus ``TRAINER_EXTRAS``."""
 
 
 @dataclass
@@ -83,12 +133,16 @@ class ModelConfig:
     """``model:``: the registry variant, input size, extra constructor kwargs, test-time decoding."""
 
     variant: str = "simplebaseline-tiny"
-    input_size: Optional[list[int]] = None
+    input_size: list[int] | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)
     flip_test: bool = True
     convention: str = "aligned"
     decoder: str = "dark"
     all_protocols: bool = True
+
+
+MODEL_RUNNER_KEYS = ("variant", "input_size", "kwargs")
+"""``model:`` keys the runner resolves itself; the others are ``PoseEstimator`` arguments of the same name."""
 
 
 @dataclass
@@ -104,40 +158,21 @@ class OptimConfig:
     milestones: list[int] = field(default_factory=list)
     gamma: float = 0.1
     warmup_epochs: float = 0.0
-    total_batch: Optional[int] = None
+    total_batch: int | None = None
     batch_rule: str = "accumulate"
 
 
-@dataclass
-class TrainerConfig:
-    """``trainer:``: Lightning Trainer settings (devices, strategy, precision, ...) and GPU options."""
-
-    max_epochs: int = 140
-    accelerator: str = "auto"
-    devices: Any = "auto"
-    strategy: str = "auto"
-    num_nodes: int = 1
-    precision: str = "32-true"
-    sync_batchnorm: bool = False
-    gradient_clip_val: Optional[float] = None
-    accumulate_grad_batches: int = 1
-    log_every_n_steps: int = 50
-    check_val_every_n_epoch: int = 1
-    limit_train_batches: Any = 1.0
-    deterministic: str = "auto"
-    benchmark: bool = False
-    enable_progress_bar: bool = True
-    channels_last: bool = False
-    compile: bool = False
+OPTIM_RUNNER_KEYS = ("total_batch", "batch_rule")
+"""``optim:`` keys of the batch rule; the others are ``PoseEstimator`` arguments of the same name."""
 
 
 @dataclass
 class ReferenceConfig:
     """``reference:``: the published number a recipe reproduces, with its source and tolerance."""
 
-    metric: Optional[str] = None
-    value: Optional[float] = None
-    tolerance: Optional[float] = None
+    metric: str | None = None
+    value: float | None = None
+    tolerance: float | None = None
     split: str = "val"
     source: str = ""
     note: str = ""
@@ -145,17 +180,17 @@ class ReferenceConfig:
 
 @dataclass
 class RunConfig:
-    """The whole run: top-level keys plus the sections; every key is commented in configs/defaults.yaml."""
+    """The whole run: top-level keys plus the sections; configs/defaults.yaml comments every key PoseBench sets."""
 
     seed: int = 0
-    recipe: Optional[str] = None
-    run_name: Optional[str] = None
+    recipe: str | None = None
+    run_name: str | None = None
     output_dir: str = "outputs"
     results_dir: str = "results/runs"
     logger: str = "csv"
     wandb_project: str = "posebench"
-    resume: Optional[str] = None
-    ckpt: Optional[str] = None
+    resume: str | None = None
+    ckpt: str | None = None
     test_after_fit: bool = True
     write_record: bool = True
     data: DataConfig = field(default_factory=DataConfig)
@@ -166,37 +201,53 @@ class RunConfig:
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
 
 
-# ------------------------------------------------------------------------------- key checks
+# ------------------------------------------------------------------------------- merging and its errors
 
 
-def _schema_fields(schema: type) -> dict[str, Any]:
-    return {f.name: f for f in fields(schema)}
+def valid_keys(section: str) -> list[str]:
+    """The keys of the schema under the dotted ``section`` (``""``: the top level)."""
+    node = OmegaConf.structured(RunConfig)
+    for part in section.split(".") if section else []:
+        node = node[part]
+    return [str(key) for key in node.keys()]
 
 
-def check_keys(values: Any, schema: type = RunConfig, where: str = "config", prefix: str = "") -> None:
-    """Raise ``ConfigError`` for the first key of the nested dict ``values`` not in ``schema``.
-
-    The message names ``where`` (the source), the dotted key and the valid keys at that level.
-    Dict-typed fields (``model.kwargs``) take any key.
-    """
-    if not isinstance(values, dict):
-        raise ConfigError(f"{where}: {prefix.rstrip('.') or 'the config'} must be a mapping, got {values!r}")
-    known = _schema_fields(schema)
-    for key, value in values.items():
-        if key not in known:
-            level = f" under '{prefix.rstrip('.')}'" if prefix else ""
-            raise ConfigError(
-                f"{where}: unknown key '{prefix}{key}'; valid keys{level}: {', '.join(known)}"
-            )
-        child = known[key].type
-        child_cls = _dataclass_of(child)
-        if child_cls is not None and value is not None:
-            check_keys(value, child_cls, where, f"{prefix}{key}.")
+def _unknown_key(where: str, full_key: str) -> str:
+    section, _, key = full_key.rpartition(".")
+    if section == "trainer" and key in TRAINER_RUNNER_ARGUMENTS:
+        return f"{where}: trainer.{key} is set by PoseBench, not by the config ({TRAINER_RUNNER_ARGUMENTS[key]})"
+    valid = valid_keys(section)
+    prefix = f"{section}." if section else ""
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+    level = f" under '{section}'" if section else ""
+    return f"{where}: unknown key '{full_key}'{hint}; valid keys{level}: {', '.join(valid)}"
 
 
-def _dataclass_of(annotation: Any) -> type | None:
-    candidate = globals().get(annotation) if isinstance(annotation, str) else annotation
-    return candidate if isinstance(candidate, type) and is_dataclass(candidate) else None
+def _merge_error(where: str, error: OmegaConfBaseException) -> ConfigError:
+    """One line naming the source, the full key and what is wrong with it."""
+    key = getattr(error, "full_key", None) or ""
+    if isinstance(error, ConfigKeyError) and key:
+        return ConfigError(_unknown_key(where, key))
+    reason = (getattr(error, "msg", None) or str(error)).splitlines()[0]
+    return ConfigError(f"{where}: {key + ': ' if key else ''}{reason}")
+
+
+def merge(sources: list[tuple[str, Any]]) -> RunConfig:
+    """Merge ``(where, values)`` sources in order onto the schema; a bad key or value raises ``ConfigError`` naming
+    ``where``."""
+    merged = OmegaConf.structured(RunConfig)
+    for where, values in sources:
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{where}: the config must be a mapping of keys, got {values!r}")
+        try:
+            merged = OmegaConf.merge(merged, values)
+        except OmegaConfBaseException as error:
+            raise _merge_error(where, error) from None
+    try:
+        return cast(RunConfig, OmegaConf.to_object(merged))
+    except OmegaConfBaseException as error:  # a required key (data.name, data.root) no source set
+        raise _merge_error("config", error) from None
 
 
 # ------------------------------------------------------------------------------- sources
@@ -207,9 +258,10 @@ def available(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
+    """The mapping in the YAML file ``path`` (empty for an empty file); ``ConfigError`` names the file otherwise."""
     try:
-        loaded = OmegaConf.to_container(OmegaConf.load(path))
+        loaded = cast(Any, OmegaConf.to_container(OmegaConf.load(path)))
     except (OmegaConfBaseException, OSError, ValueError) as error:
         raise ConfigError(f"{path}: cannot read YAML: {error}") from None
     if loaded is None:
@@ -217,6 +269,14 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(loaded, dict):
         raise ConfigError(f"{path}: top level must be a mapping of keys")
     return loaded
+
+
+def dotlist_source(dotlist: list[str]) -> tuple[str, dict[str, Any]]:
+    """``("command line", values)`` of ``key=value`` overrides."""
+    try:
+        return "command line", cast(dict[str, Any], OmegaConf.to_container(OmegaConf.from_dotlist(dotlist)))
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"command line: cannot parse {dotlist}: {error}") from None
 
 
 def _group_file(group: str, name: str) -> Path:
@@ -256,60 +316,51 @@ def split_selectors(overrides: list[str]) -> tuple[dict[str, str], list[str]]:
     return selectors, rest
 
 
+def read_recipe(name: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """``(settings, uses)`` of recipe ``name``: its run settings (``fidelity:`` taken out) and the groups it builds
+    on."""
+    path = _group_file("recipe", name)
+    recipe = read_yaml(path)
+    uses = recipe.pop("uses", None) or {}
+    recipe.pop("fidelity", None)  # read by benchmark/commands/fidelity.py, not a run setting
+    if not isinstance(uses, dict) or set(uses) - {"data", "method"}:
+        raise ConfigError(f"{path}: 'uses' must map data and/or method to group names, got {uses!r}")
+    return {**recipe, "recipe": name}, uses
+
+
 def load_config(overrides: list[str] | None = None) -> RunConfig:
     """Merge defaults, data, method, recipe and ``overrides`` (a dotlist with selectors) into a ``RunConfig``."""
     selectors, dotlist = split_selectors(list(overrides or []))
     recipe: dict[str, Any] = {}
-    recipe_name = selectors.get("recipe")
     uses: dict[str, str] = {}
-    if recipe_name:
-        recipe_path = _group_file("recipe", recipe_name)
-        recipe = _read_yaml(recipe_path)
-        uses = recipe.pop("uses", None) or {}
-        recipe.pop("fidelity", None)  # read by benchmark/commands/fidelity.py, not a run setting
-        if not isinstance(uses, dict) or set(uses) - {"data", "method"}:
-            raise ConfigError(f"{recipe_path}: 'uses' must map data and/or method to group names, got {uses!r}")
-        check_keys(recipe, where=str(recipe_path))
-        recipe["recipe"] = recipe_name
+    recipe_path = ""
+    if selectors.get("recipe"):
+        recipe_path = str(_group_file("recipe", selectors["recipe"]))
+        recipe, uses = read_recipe(selectors["recipe"])
     choice = {**DEFAULT_SELECTION, **uses, **{k: v for k, v in selectors.items() if k != "recipe"}}
 
-    defaults_path = CONFIG_DIR / "defaults.yaml"
     data_path = _group_file("data", choice["data"])
     method_path, variant = _method_file(choice["method"])
-    sources: list[tuple[str, dict[str, Any]]] = [
-        (str(defaults_path), _read_yaml(defaults_path)),
-        (str(data_path), _read_yaml(data_path)),
-        (str(method_path), _read_yaml(method_path)),
+    sources: list[tuple[str, Any]] = [
+        (str(DEFAULTS_PATH), read_yaml(DEFAULTS_PATH)),
+        (str(data_path), read_yaml(data_path)),
+        (str(method_path), read_yaml(method_path)),
     ]
     if variant is not None:
         sources.append((f"method={variant}", {"model": {"variant": variant}}))
     if recipe:
-        sources.append((f"recipe {recipe_name}", recipe))
+        sources.append((recipe_path, recipe))
     if dotlist:
-        try:
-            cli = OmegaConf.to_container(OmegaConf.from_dotlist(dotlist))
-        except OmegaConfBaseException as error:
-            raise ConfigError(f"command line: cannot parse {dotlist}: {error}") from None
-        sources.append(("command line", cli))
-    if recipe and variant is not None and "model" in recipe and "variant" in recipe["model"]:
+        sources.append(dotlist_source(dotlist))
+    if recipe and variant is not None and "variant" in recipe.get("model", {}):
         # An explicit method=<variant> on the command line beats the recipe's variant.
         sources.append((f"method={variant}", {"model": {"variant": variant}}))
-
-    merged = OmegaConf.structured(RunConfig)
-    for where, values in sources:
-        check_keys(values, where=where)
-        try:
-            merged = OmegaConf.merge(merged, values)
-        except OmegaConfBaseException as error:
-            key = getattr(error, "full_key", None)
-            reason = getattr(error, "msg", None) or str(error)
-            raise ConfigError(f"{where}: {key + ': ' if key else ''}{reason}") from None
-    return OmegaConf.to_object(merged)
+    return merge(sources)
 
 
 def to_dict(config: RunConfig) -> dict[str, Any]:
     """The config as plain nested dicts and lists (JSON-ready)."""
-    return OmegaConf.to_container(OmegaConf.structured(config), resolve=True)
+    return cast(dict[str, Any], OmegaConf.to_container(OmegaConf.structured(config), resolve=True))
 
 
 def config_hash(config: RunConfig) -> str:

@@ -41,7 +41,7 @@ def _draw_on_axes(ax: Axes, keypoints: np.ndarray, shown: np.ndarray, skeleton: 
     keep = shown[limbs].all(axis=1)
     # An axes showing an image keeps its view: joints outside the image must not rescale it.
     limits = (ax.get_xlim(), ax.get_ylim()) if ax.images else None
-    segments = LineCollection(keypoints[limbs[keep]], colors=SIDE_COLOURS[limb_side[keep]], linewidths=linewidth)
+    segments = LineCollection(list(keypoints[limbs[keep]]), colors=SIDE_COLOURS[limb_side[keep]], linewidths=linewidth)
     ax.add_collection(segments)
     ax.scatter(
         keypoints[shown, 0], keypoints[shown, 1], s=(2.5 * linewidth) ** 2, c=SIDE_COLOURS[joint_side[shown]],

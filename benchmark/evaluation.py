@@ -5,23 +5,11 @@ Validation and test steps return ``{"index": (B,), "keypoints": (B, K, 2) image 
 processes with ``torch.distributed.all_gather_object`` (gloo and nccl), drops the repeats that
 the distributed sampler pads in (``datamodules.datamodule.EpochSampler`` pads like
 ``torch.utils.data.DistributedSampler``: the first indices again), checks that every dataset
-sample was seen exactly once, restores dataset order and applies the dataset's protocol:
-
-- ``mpii``: PCKh against ``gt_valid.mat`` (``PoseDataset.mpii_ground_truth``; visible = not
-  ``jnt_missing``), head size 0.6 x head-box diagonal (``benchmark.metrics.mpii_pckh``, HRNet
-  ``lib/dataset/mpii.py`` ``evaluate``). The predictions are written as HRNet writes
-  ``pred.mat``: key ``preds``, ``(N, 16, 2)``, 1-based MATLAB pixels (``preds + 1.0``), which the
-  MPII evaluator and HRNet's ``evaluate`` read back.
-- ``coco``: per person the box score times the mean of the keypoint scores above 0.2, OKS-NMS
-  at 0.9 per image with areas ``scale_w * scale_h * 200^2`` of the (enlarged) person box, then
-  pycocotools COCOeval (HRNet ``lib/dataset/coco.py`` ``evaluate``, ``lib/nms/nms.py``); the
-  results JSON (``image_id, category_id 1, keypoints (51 floats), score``) is written.
-- ``lsp``: PCK@0.2 with the torso = left shoulder to right hip, and strict PCP (Yang et al.'s
-  ``eval_pck.m`` / ``eval_pcp.m``, see benchmark/metrics.py).
-
-SynthPose data carries the protocol of the format it is read in (MPII or COCO). Every metric
-is logged under ``val/`` or ``test/`` (per joint too); files are written atomically
-(temp file + rename) by rank 0.
+sample was seen exactly once, restores dataset order and hands the predictions to the dataset's
+protocol object (``benchmark.protocols``: MPII PCKh, COCO AP, LSP PCK and PCP; what each computes
+and the prediction file it writes are in docs/protocols.md). SynthPose data carries the protocol
+of the format it is read in (MPII or COCO). Every metric is logged under ``val/`` or ``test/``
+(per joint too); files are written atomically (temp file + rename) by rank 0.
 
 Every decoding protocol in one pass: when test steps also return ``protocol_keypoints``
 ``(B, P, K, 2)`` and ``protocol_scores`` ``(B, P, K)`` (models/base.py, ``all_protocols``), the
@@ -33,36 +21,25 @@ The headline metrics stay those of the configured protocol (the recipe's).
 
 from __future__ import annotations
 
-import json
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pytorch_lightning as pl
-import scipy.io
 import torch
 
-from benchmark import metrics
-from benchmark.files import atomic_write, atomic_write_text
+from benchmark.errors import user_errors
+from benchmark.protocols import EvaluationError, get_protocol
 from datamodules.datasets import PoseDataset
-from datamodules.records import PIXEL_STD
+
+if TYPE_CHECKING:
+    from models.base import PoseEstimator
+
 
 STEP_KEYS = ("index", "keypoints", "scores")
 PROTOCOL_KEYS = ("protocol_keypoints", "protocol_scores")
 """Optional step outputs: every (decoder, flip test) protocol's keypoints ``(B, P, K, 2)`` and scores ``(B, P, K)``."""
-PRIMARY_METRICS: dict[str, str] = {"mpii": "PCKh/Mean", "coco": "AP", "lsp": "PCK/Mean"}
-"""The metric each protocol ranks by (checkpoint selection, leaderboard), without the stage prefix."""
-
-COCO_OKS_NMS_THRESHOLD = 0.9
-COCO_RESCORE_THRESHOLD = 0.2
-LSP_PCK_THRESHOLD = 0.2
-
-
-class EvaluationError(RuntimeError):
-    """The gathered predictions do not cover the dataset exactly once, or a step output is malformed."""
-
 
 # ---------------------------------------------------------------------------- merging
 
@@ -135,128 +112,16 @@ def _broadcast(value: Any) -> Any:
     return box[0]
 
 
-# ---------------------------------------------------------------------------- protocols
-
-
-def _mpii_ground_truth(dataset: PoseDataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(gt (N,16,2), visible (N,16), headboxes (N,2,2))`` from gt_valid.mat, else from the records."""
-    truth = dataset.mpii_ground_truth
-    if truth is not None:
-        n = len(dataset)
-        if n == 0 or n != len(truth):
-            raise EvaluationError(
-                f"{dataset.name} {dataset.split}: {n} records but gt_valid.mat has {len(truth)} persons"
-            )
-        # gt_valid.mat is joined to the records by order; the joints must agree.
-        records_gt = np.stack([r.keypoints for r in dataset.records])
-        annotated = ~truth.missing & np.stack([r.visible for r in dataset.records])
-        if (np.abs(records_gt - truth.joints).max(axis=-1) > 1e-3)[annotated].any():
-            raise EvaluationError(
-                f"{dataset.name} {dataset.split}: gt_valid.mat does not match the {n} records of the split by order"
-            )
-        return truth.joints, ~truth.missing, truth.headboxes
-    if any(r.headbox is None for r in dataset.records):
-        raise EvaluationError(
-            f"{dataset.name} {dataset.split}: PCKh needs head boxes; this split has neither gt_valid.mat nor "
-            "head boxes on its records (evaluate on the val split)"
-        )
-    gt = np.stack([r.keypoints for r in dataset.records])
-    visible = np.stack([r.visible for r in dataset.records])
-    headboxes = np.stack([r.headbox for r in dataset.records])
-    return gt, visible, headboxes
-
-
-def evaluate_mpii(dataset: PoseDataset, keypoints: np.ndarray) -> dict[str, float]:
-    """MPII PCKh of ``keypoints`` ``(N, 16, 2)`` (0-based image px, dataset order): the table
-    (``PCKh/Head`` ... ``PCKh/Mean``, ``PCKh/Mean@0.1``), ``PCKh/AUC`` and per joint ``PCKh/<joint>``."""
-    gt, visible, headboxes = _mpii_ground_truth(dataset)
-    table = metrics.mpii_pckh(keypoints, gt, visible, headboxes)
-    per_joint = metrics.pckh_per_joint(keypoints, gt, visible, headboxes)
-    out = {f"PCKh/{name}": value for name, value in table.items()}
-    out.update({f"PCKh/{name}": float(v) for name, v in zip(dataset.skeleton.joints, per_joint)})
-    out["PCKh/AUC"] = metrics.pckh_auc(keypoints, gt, visible, headboxes)
-    return out
-
-
-def coco_results(dataset: PoseDataset, keypoints: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
-    """COCO keypoint results after rescoring and per-image OKS-NMS (HRNet's protocol).
-
-    ``keypoints`` ``(N, K, 2)`` image px and ``scores`` ``(N, K)`` in dataset order. Each
-    result is ``{image_id, category_id: 1, keypoints: 3K floats (x, y, score), score}``.
-    """
-    records = dataset.records
-    box_scores = np.array([r.box_score for r in records], dtype=np.float64)
-    areas = np.array([r.scale[0] * r.scale[1] for r in records], dtype=np.float64) * PIXEL_STD**2
-    image_ids = np.array([r.image_id for r in records], dtype=np.int64)
-    rescored = metrics.rescore(box_scores, scores, threshold=COCO_RESCORE_THRESHOLD)
-    triples = np.concatenate([keypoints, scores[..., None]], axis=2)
-    sigmas = np.asarray(dataset.skeleton.oks_sigmas, dtype=np.float64)
-    by_image: dict[int, list[int]] = defaultdict(list)
-    for i, image_id in enumerate(image_ids.tolist()):
-        by_image[image_id].append(i)
-    results = []
-    for image_id, members in sorted(by_image.items()):
-        rows = np.asarray(members)
-        keep = metrics.oks_nms(triples[rows], rescored[rows], areas[rows], COCO_OKS_NMS_THRESHOLD, sigmas)
-        for i in rows[keep]:
-            results.append(
-                {
-                    "image_id": int(image_id),
-                    "category_id": 1,
-                    "keypoints": [round(float(v), 4) for v in triples[i].reshape(-1)],
-                    "score": float(rescored[i]),
-                }
-            )
-    return results
-
-
-def evaluate_coco(dataset: PoseDataset, results: list[dict[str, Any]]) -> dict[str, float]:
-    """pycocotools AP/AR of ``results`` (``coco_results``) against ``dataset.coco_annotation``; a debug
-    subset (``data.max_samples``) is scored on its own images only, not on every image of the file."""
-    if dataset.coco_annotation is None:
-        raise EvaluationError(f"{dataset.name} {dataset.split}: COCO evaluation needs coco_annotation, which is None")
-    image_ids = sorted({int(r.image_id) for r in dataset.records}) if dataset.subset else None
-    return metrics.coco_keypoint_ap(dataset.coco_annotation, results, image_ids=image_ids)
-
-
-def evaluate_lsp(dataset: PoseDataset, keypoints: np.ndarray) -> dict[str, float]:
-    """PCK@0.2 (torso) per joint and ``Mean`` as ``PCK/<joint>``, and strict PCP as ``PCP/<limb>``."""
-    gt = np.stack([r.keypoints for r in dataset.records])
-    visible = np.stack([r.visible for r in dataset.records])
-    skeleton = dataset.skeleton
-    torso = metrics.torso_size(gt, skeleton)
-    table = metrics.pck(keypoints, gt, visible, torso, LSP_PCK_THRESHOLD, joint_names=skeleton.joints)
-    out = {f"PCK/{name}": value for name, value in table.items()}
-    if skeleton.pcp_limbs:
-        limbs = metrics.pcp(keypoints, gt, visible, skeleton.pcp_limbs)
-        out.update({f"PCP/{name}": value for name, value in limbs.items()})
-    return out
-
-
-# ---------------------------------------------------------------------------- writing
-
-
-def write_mpii_predictions(path: Path, keypoints: np.ndarray) -> Path:
-    """Write ``keypoints`` ``(N, K, 2)`` (0-based px) as ``{"preds": keypoints + 1}``, HRNet's pred.mat layout."""
-    atomic_write(path, lambda f: scipy.io.savemat(f, {"preds": np.asarray(keypoints, dtype=np.float64) + 1.0}))
-    return path
-
-
-def write_json(path: Path, payload: Any) -> Path:
-    """Write ``payload`` as JSON atomically."""
-    return atomic_write_text(path, json.dumps(payload))
-
-
 # ---------------------------------------------------------------------------- callback
 
 
 def evaluate_predictions(
     dataset: PoseDataset, merged: Mapping[str, np.ndarray], output_dir: Path | None = None, stage: str = "val"
 ) -> dict[str, float]:
-    """Apply ``dataset.protocol`` to merged predictions (dataset order); write them under ``output_dir``.
+    """Score merged predictions (dataset order) under ``dataset.protocol``; write them under ``output_dir``.
 
-    Returns the metrics without a stage prefix. Files: ``{stage}_predictions.mat`` (MPII / LSP,
-    1-based) or ``{stage}_keypoints_results.json`` (COCO results format).
+    Returns the metrics without a stage prefix. The file is the protocol's ``predictions_file(stage)``:
+    ``{stage}_predictions.mat`` (MPII / LSP, 1-based) or ``{stage}_keypoints_results.json`` (COCO results).
     """
     keypoints, scores = merged["keypoints"], merged["scores"]
     expected = dataset.skeleton.num_joints
@@ -264,18 +129,11 @@ def evaluate_predictions(
         raise EvaluationError(
             f"predictions have shape {keypoints.shape} but {dataset.name} has {expected} joints: (N, {expected}, 2)"
         )
-    if dataset.protocol == "coco":
-        results = coco_results(dataset, keypoints, scores)
-        if output_dir is not None:
-            write_json(Path(output_dir) / f"{stage}_keypoints_results.json", results)
-        return evaluate_coco(dataset, results)
+    protocol = get_protocol(dataset.protocol)
+    predictions = protocol.predictions(dataset, keypoints, scores)
     if output_dir is not None:
-        write_mpii_predictions(Path(output_dir) / f"{stage}_predictions.mat", keypoints)
-    if dataset.protocol == "mpii":
-        return evaluate_mpii(dataset, keypoints)
-    if dataset.protocol == "lsp":
-        return evaluate_lsp(dataset, keypoints)
-    raise EvaluationError(f"unknown evaluation protocol {dataset.protocol!r} of dataset {dataset.name}")
+        protocol.write_predictions(Path(output_dir) / protocol.predictions_file(stage), predictions)
+    return protocol.score(dataset, predictions)
 
 
 def protocol_label(decoder: str, flip_test: bool) -> str:
@@ -337,12 +195,12 @@ class EvaluationCallback(pl.Callback):
         dataset = self.datasets[stage]
         if dataset is None:
             raise EvaluationError("primary_metric needs the dataset: pass it to EvaluationCallback")
-        return f"{stage}/{PRIMARY_METRICS[dataset.protocol]}"
+        return f"{stage}/{get_protocol(dataset.protocol).ranking_metric}"
 
     def _dataset(self, trainer: pl.Trainer, stage: str) -> PoseDataset:
         dataset = self.datasets[stage]
         if dataset is None:
-            datamodule = trainer.datamodule
+            datamodule = getattr(trainer, "datamodule", None)
             if datamodule is None:
                 raise EvaluationError(
                     "EvaluationCallback needs a dataset, or a trainer datamodule with val/test datasets"
@@ -351,11 +209,11 @@ class EvaluationCallback(pl.Callback):
         return dataset
 
     # --- collection
-    def _reset(self, *_: Any) -> None:
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:  # noqa: D102
         self._parts = []
 
-    on_validation_epoch_start = _reset
-    on_test_epoch_start = _reset
+    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:  # noqa: D102
+        self._parts = []
 
     def _collect(self, outputs: Any) -> None:
         self._parts.append(to_numpy_outputs(outputs))
@@ -375,27 +233,32 @@ class EvaluationCallback(pl.Callback):
         parts = gather_parts(self._parts)
         self._parts = []
         outcome: tuple[str, Any] = ("ok", None)
+        failure: Exception | None = None
         if trainer.is_global_zero:
             try:
                 merged = merge_predictions(parts, len(dataset))
                 scores = evaluate_predictions(dataset, merged, self.output_dir, stage)
                 protocols = []
                 if PROTOCOL_KEYS[0] in merged:
-                    protocols = evaluate_protocols(dataset, merged, pl_module.evaluation_protocols,
-                                                   pl_module.primary_protocol, scores)
+                    model = cast("PoseEstimator", pl_module)  # the protocol keys come from a PoseEstimator's steps
+                    protocols = evaluate_protocols(dataset, merged, model.evaluation_protocols,
+                                                   model.primary_protocol, scores)
                 outcome = ("ok", (scores, protocols))
                 self.predictions[stage] = merged
-            except (EvaluationError, ValueError) as error:
-                outcome = ("error", f"{type(error).__name__}: {error}")
-        # Rank 0 scores; the others wait here, so an error there must reach them too (no hang).
+            except Exception as error:  # noqa: BLE001 - raised again below, once the other ranks know
+                failure, outcome = error, ("error", f"{type(error).__name__}: {error}")
+        # Rank 0 scores; the others wait here, so a failure there must reach them too (no hang).
         status, payload = _broadcast(outcome)
+        if failure is not None and not isinstance(failure, user_errors()):
+            raise failure  # a bug: rank 0 keeps its traceback
         if status == "error":
-            raise EvaluationError(f"{stage} evaluation of {dataset.name} ({dataset.split}) failed: {payload}")
+            message = f"{stage} evaluation of {dataset.name} ({dataset.split}) failed: {payload}"
+            raise EvaluationError(message) from failure
         scores, protocols = payload
         self.results[stage] = scores
         if protocols:
             self.protocol_results[stage] = protocols
-        ranked_by = PRIMARY_METRICS[dataset.protocol]
+        ranked_by = get_protocol(dataset.protocol).ranking_metric
         logged = {f"{stage}/{name}": value for name, value in scores.items()}
         for entry in protocols:
             label = protocol_label(entry["decoder"], entry["flip_test"])

@@ -11,30 +11,17 @@ centre green; every predicted joint is drawn, annotated or not). The caption nam
 index, the image file and the error.
 
 Per-person error, one number per person under the dataset's evaluation protocol, so the ranking
-agrees with what the benchmark measures (``ERROR_LABELS`` names each in the captions):
-
-- ``mpii``: mean over the annotated joints of ``pixel error / head size``, head size = 0.6 x the
-  Euclidean norm of the head-box diagonal (``SC_BIAS``) — the normalisation of MPII PCKh
-  (Andriluka et al., CVPR'14; the evaluator as ported in HRNet's ``lib/dataset/mpii.py``
-  ``evaluate``). Ground truth and the annotation mask (``~jnt_missing``) come from
-  ``gt_valid.mat`` (``PoseDataset.mpii_ground_truth``) when the split has it, as
-  ``benchmark.evaluation`` does, else from the records' keypoints, visibility and head boxes.
-- ``coco``: ``1 - OKS`` of the prediction against the record's own annotation, OKS as pycocotools
-  ``cocoeval.py`` ``COCOeval.computeOks`` computes it (COCO keypoint evaluation page,
-  cocodataset.org/#keypoints-eval): mean over labelled joints (``v > 0``) of
-  ``exp(-d^2 / (2 sigma)^2 / (area + eps) / 2)`` with the annotation's ``area`` and the per-joint
-  sigmas of the skeleton (``benchmark.metrics.oks``).
-- ``lsp``: mean over the annotated joints of ``pixel error / torso size``, torso = left shoulder
-  to right hip of the ground truth — the normaliser of the LSP PCK of Yang & Ramanan (TPAMI'13)
-  as fixed by Yang et al.'s evaluation scripts (bearpaw/eval_pose ``utils/eval_pck.m``;
-  ``benchmark.metrics.torso_size``).
-
-A person with no annotated joint (COCO detection-box records: zero keypoints, nothing visible)
-has error NaN and never enters a gallery; so does an LSP person whose torso size is zero.
+agrees with what the benchmark measures: each protocol object (``benchmark.protocols``) defines
+``person_errors``, the ground truth drawn with it and the caption name of the error
+(docs/protocols.md): MPII the mean annotated-joint error / head size (gt_valid.mat when the split
+has it), COCO ``1 - OKS`` against the record's own annotation, LSP the mean annotated-joint error /
+torso size. A person with no annotated joint (COCO detection-box records: zero keypoints, nothing
+visible) has error NaN and never enters a gallery; so does an LSP person whose torso size is zero.
 
 The PNG is drawn on matplotlib's Agg canvas without pyplot, mapped onto a fixed palette (8-bit
 PNG, about 80 kB instead of 600 kB), written atomically (temp file in the same directory, then
-``os.replace``) and is byte-identical for identical input: nothing in it depends on time. Its size is ``gallery_size_px(count, tile_size)``.
+``os.replace``) and is byte-identical for identical input: nothing in it depends on time. Its size
+is ``gallery_size_px(count, tile_size)``.
 """
 
 from __future__ import annotations
@@ -49,17 +36,14 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from PIL import Image
 
-from benchmark import metrics
 from benchmark.drawing import SIDE_COLOURS, draw_skeleton
 from benchmark.files import atomic_write
+from benchmark.protocols import get_protocol
 from datamodules.datasets import PoseDataset
 from datamodules.records import PersonRecord
 from datamodules.skeletons import Skeleton
 from datamodules.topdown import read_image
 from datamodules.transforms import affine_matrix, transform_points
-
-ERROR_LABELS: dict[str, str] = {"mpii": "head-norm err", "coco": "1-OKS", "lsp": "torso-norm err"}
-"""The caption name of each protocol's per-person error."""
 
 HEADER_PX = 24
 """Height of the strip above the tiles that says which row is which."""
@@ -74,50 +58,14 @@ _BACKGROUND = "white"
 # --------------------------------------------------------------------------- per-person errors
 
 
-def _mpii_truth(dataset: PoseDataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(gt (N, 16, 2), annotated (N, 16), headboxes (N, 2, 2))`` from gt_valid.mat, else from the records.
-
-    Records without a head box get NaN boxes; they are allowed only when nothing of them is annotated.
-    """
-    truth = dataset.mpii_ground_truth
-    n = len(dataset.records)
-    if truth is not None:
-        if len(truth) != n:
-            raise ValueError(
-                f"{dataset.name} {dataset.split}: {n} records but gt_valid.mat has {len(truth)} persons; "
-                "they are joined by order and must match"
-            )
-        return np.asarray(truth.joints, np.float64), ~np.asarray(truth.missing, bool), np.asarray(truth.headboxes)
-    gt = np.stack([r.keypoints for r in dataset.records]).astype(np.float64)
-    annotated = np.stack([r.visible for r in dataset.records]).astype(bool)
-    nan_box = np.full((2, 2), np.nan)
-    boxes = np.stack([nan_box if r.headbox is None else np.asarray(r.headbox, np.float64) for r in dataset.records])
-    lacking = annotated.any(axis=1) & np.isnan(boxes).any(axis=(1, 2))
-    if lacking.any():
-        i = int(np.argmax(lacking))
-        raise ValueError(
-            f"{dataset.name} {dataset.split}: record {i} ({dataset.records[i].image}) has annotated joints but no "
-            "head box; the MPII error needs head boxes (use the val split, which has gt_valid.mat)"
-        )
-    return gt, annotated, boxes
-
-
-def _mean_over_annotated(scaled: np.ndarray, annotated: np.ndarray) -> np.ndarray:
-    """``(N,)`` mean of ``scaled`` ``(N, K)`` over the annotated joints; NaN where none is."""
-    count = annotated.sum(axis=1)
-    total = np.where(annotated, scaled, 0.0).sum(axis=1)
-    return np.divide(total, count, out=np.full(count.shape, np.nan), where=count > 0)
-
-
 def person_errors(dataset: PoseDataset, keypoints: np.ndarray) -> np.ndarray:
     """``(N,)`` float64 error of each person under ``dataset.protocol``; NaN where it is undefined.
 
     ``keypoints`` ``(N, K, 2)`` predicted image pixels in dataset order, ``K`` the skeleton's
-    joints. ``mpii``: mean annotated-joint error / head size; ``coco``: ``1 - OKS``; ``lsp``:
-    mean annotated-joint error / torso size (module docstring). NaN for a person with no
-    annotated joint, and for an LSP person with a zero torso. A wrong shape, a non-finite
-    prediction at an annotated joint or an unknown protocol raises ValueError.
+    joints; the protocol's ``person_errors`` computes it (module docstring). A wrong shape or a
+    non-finite prediction at an annotated joint raises ValueError.
     """
+    protocol = get_protocol(dataset.protocol)
     records = dataset.records
     k = dataset.skeleton.num_joints
     pred = np.asarray(keypoints, dtype=np.float64)
@@ -126,25 +74,9 @@ def person_errors(dataset: PoseDataset, keypoints: np.ndarray) -> np.ndarray:
             f"keypoints must have shape ({len(records)}, {k}, 2) for {dataset.name} {dataset.split} "
             f"({len(records)} records, {dataset.skeleton.name} skeleton), got {pred.shape}"
         )
-    if dataset.protocol not in ERROR_LABELS:
-        raise ValueError(f"unknown protocol {dataset.protocol!r} of {dataset.name}; known: {', '.join(ERROR_LABELS)}")
     if not records:
         return np.zeros(0, dtype=np.float64)
-    if dataset.protocol == "mpii":
-        gt, annotated, headboxes = _mpii_truth(dataset)
-        scaled, annotated = metrics._head_normalised_errors(pred, gt, annotated, headboxes)
-        return _mean_over_annotated(scaled, annotated)
-
-    gt = np.stack([r.keypoints for r in records])
-    annotated = np.stack([r.visible for r in records])
-    pred, gt, annotated = metrics._keypoint_inputs(pred, gt, annotated, k=k)
-    if dataset.protocol == "coco":
-        areas = np.array([r.area for r in records], dtype=np.float64)
-        return 1.0 - metrics.oks(pred, gt, annotated, areas, dataset.skeleton.oks_sigmas)
-    torso = metrics.torso_size(gt, dataset.skeleton)
-    usable = np.isfinite(torso) & (torso > 0)
-    scaled = metrics._errors(pred, gt, annotated) / np.where(usable, torso, 1.0)[:, None]
-    return np.where(usable, _mean_over_annotated(scaled, annotated), np.nan)
+    return protocol.person_errors(dataset, pred)
 
 
 def select_best_worst(errors: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -199,14 +131,6 @@ def _draw_truth(ax: Axes, points: np.ndarray, annotated: np.ndarray, skeleton: S
     ax.scatter(points[shown, 0], points[shown, 1], s=4.0, c=[_GT_COLOUR], linewidths=0, zorder=2)
 
 
-def _ground_truth(dataset: PoseDataset) -> tuple[np.ndarray, np.ndarray]:
-    """``(gt (N, K, 2), annotated (N, K))`` as the error uses them (gt_valid.mat for MPII val)."""
-    truth = dataset.mpii_ground_truth
-    if dataset.protocol == "mpii" and truth is not None:
-        return np.asarray(truth.joints, np.float64), ~np.asarray(truth.missing, bool)
-    return np.stack([r.keypoints for r in dataset.records]), np.stack([r.visible for r in dataset.records])
-
-
 def render_gallery(
     dataset: PoseDataset,
     keypoints: np.ndarray,
@@ -233,8 +157,9 @@ def render_gallery(
     if best.size == 0:
         return None
 
-    label = ERROR_LABELS[dataset.protocol]
-    gt, annotated = _ground_truth(dataset)
+    protocol = get_protocol(dataset.protocol)
+    label = protocol.error_label
+    gt, annotated = protocol.ground_truth(dataset)
     pred = np.asarray(keypoints, dtype=np.float64)
     width, height = gallery_size_px(count, (tile_h, tile_w))
     figure = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI, facecolor=_BACKGROUND)
@@ -250,7 +175,8 @@ def render_gallery(
             record = dataset.records[index]
             crop, matrix = _crop(record, (tile_h, tile_w))
             # Axes placed in exact pixels, so the crop is shown 1:1.
-            ax = figure.add_axes((column * tile_w / width, 1.0 - (top + tile_h) / height, tile_w / width, tile_h / height))
+            ax = figure.add_axes((column * tile_w / width, 1.0 - (top + tile_h) / height,
+                                  tile_w / width, tile_h / height))
             ax.set_axis_off()
             ax.imshow(crop, interpolation="nearest")
             _draw_truth(ax, transform_points(gt[index], matrix), annotated[index], dataset.skeleton)

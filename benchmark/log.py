@@ -1,6 +1,7 @@
 """The package logger: what PoseBench says goes through ``logging``, so it can be silenced or redirected.
 
-``logging.getLogger("benchmark")`` is the parent of every module's ``logging.getLogger(__name__)``.
+``logging.getLogger("benchmark")`` is the parent of every module's ``logging.getLogger(__name__)``; the
+``datamodules`` and ``models`` loggers get the same handler.
 By default it writes bare messages, INFO and DEBUG to the current ``sys.stdout`` and WARNING and above to
 the current ``sys.stderr`` (looked up when each message is written, so output captured by a caller or
 by pytest is captured), and only on global rank 0 under DDP, so N processes do not print N copies.
@@ -15,6 +16,9 @@ import os
 import sys
 
 PACKAGE_LOGGER = "benchmark"
+CONSOLE_LOGGERS = (PACKAGE_LOGGER, "datamodules", "models")
+"""The loggers given the console handler: the harness's, and those of the packages it wires together (which
+cannot import ``benchmark``, so they log under their own names)."""
 
 
 def global_rank() -> int:
@@ -44,22 +48,23 @@ class _ConsoleHandler(logging.Handler):
             self.handleError(record)
 
 
-def _install() -> logging.Logger:
-    logger = logging.getLogger(PACKAGE_LOGGER)
-    if not any(isinstance(h, _ConsoleHandler) for h in logger.handlers):
-        handler = _ConsoleHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        handler.addFilter(_RankZeroFilter())
-        logger.addHandler(handler)
-    if logger.level == logging.NOTSET:
-        logger.setLevel(logging.INFO)
-    logger.propagate = False
-    return logger
+def _install() -> None:
+    for name in CONSOLE_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, _ConsoleHandler) for h in logger.handlers):
+            handler = _ConsoleHandler()
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            handler.addFilter(_RankZeroFilter())
+            logger.addHandler(handler)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.INFO)
+        logger.propagate = False
 
 
 def set_verbosity(quiet: bool = False) -> None:
     """INFO and above (the default), or only warnings and errors when ``quiet``."""
-    logging.getLogger(PACKAGE_LOGGER).setLevel(logging.WARNING if quiet else logging.INFO)
+    for name in CONSOLE_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.INFO)
 
 
 _install()

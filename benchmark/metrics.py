@@ -55,8 +55,7 @@ from datamodules.skeletons import Skeleton
 _MPII_NUM_JOINTS = 16
 _MPII_PELVIS, _MPII_THORAX = 6, 7
 _MPII_HEAD_TOP = 9
-# (right, left) pairs averaged into one column of the MPII table, as the reference code does.
-_MPII_GROUPS: dict[str, tuple[int, ...]] = {
+MPII_GROUPS: dict[str, tuple[int, ...]] = {
     "Head": (_MPII_HEAD_TOP,),
     "Shoulder": (12, 13),
     "Elbow": (11, 14),
@@ -65,6 +64,7 @@ _MPII_GROUPS: dict[str, tuple[int, ...]] = {
     "Knee": (1, 4),
     "Ankle": (0, 5),
 }
+"""The columns of the MPII table before ``Mean``: head_top, then (right, left) pairs averaged as the reference does."""
 _MPII_MEAN_JOINTS = np.array([j for j in range(_MPII_NUM_JOINTS) if j not in (_MPII_PELVIS, _MPII_THORAX)])
 _MPII_SC_BIAS = 0.6
 PCKH_DEFAULT_THRESHOLDS = np.arange(51) / 100.0  # 0.00, 0.01, ..., 0.50, each the nearest double
@@ -97,8 +97,9 @@ def _mask(name: str, array: Any, n: int, k: int) -> np.ndarray:
     return out.astype(bool)
 
 
-def _keypoint_inputs(pred: Any, gt: Any, visible: Any, k: int | None = None) -> tuple[np.ndarray, ...]:
-    """Checked ``pred``, ``gt`` ``(N, K, 2)`` and ``visible`` ``(N, K)``; a non-finite annotated point raises."""
+def check_keypoints(pred: Any, gt: Any, visible: Any, k: int | None = None) -> tuple[np.ndarray, ...]:
+    """``(pred, gt, visible)`` as float64 ``(N, K, 2)``, ``(N, K, 2)`` and bool ``(N, K)``; a wrong shape (or
+    ``K != k``) or a non-finite coordinate at an annotated joint raises a ValueError naming the argument."""
     gt_arr = _points("gt", gt, k=k)
     n, k = gt_arr.shape[:2]
     pred_arr = _points("pred", pred, n=n, k=k)
@@ -125,23 +126,32 @@ def _percent(correct: np.ndarray, count: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- MPII PCKh
 
 
+def head_size(headboxes: Any) -> np.ndarray:
+    """``(N,)`` MPII head size: 0.6 (``SC_BIAS``) x the length of the head-box diagonal of ``(N, 2, 2)``
+    boxes ``[[x1, y1], [x2, y2]]``; NaN where a box is NaN."""
+    boxes = np.asarray(headboxes, dtype=np.float64)
+    if boxes.ndim != 3 or boxes.shape[1:] != (2, 2):
+        raise ValueError(f"headboxes must have shape (N, 2, 2) as [[x1, y1], [x2, y2]], got {boxes.shape}")
+    return np.linalg.norm(boxes[:, 1] - boxes[:, 0], axis=1) * _MPII_SC_BIAS
+
+
 def _head_normalised_errors(
     pred: Any, gt: Any, visible: Any, headboxes: Any
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(N, 16)`` errors / head size and the ``(N, 16)`` annotation mask, inputs checked."""
-    pred_arr, gt_arr, vis = _keypoint_inputs(pred, gt, visible, k=_MPII_NUM_JOINTS)
+    pred_arr, gt_arr, vis = check_keypoints(pred, gt, visible, k=_MPII_NUM_JOINTS)
     boxes = np.asarray(headboxes, dtype=np.float64)
     if boxes.shape != (gt_arr.shape[0], 2, 2):
         raise ValueError(
             f"headboxes must have shape ({gt_arr.shape[0]}, 2, 2) as [[x1, y1], [x2, y2]], got {boxes.shape}"
         )
-    head_size = np.linalg.norm(boxes[:, 1] - boxes[:, 0], axis=1) * _MPII_SC_BIAS
+    head_size_px = head_size(boxes)
     # A person without annotated joints never reaches the division, so its box may be anything.
-    bad = vis.any(axis=1) & ~(np.isfinite(head_size) & (head_size > 0))
+    bad = vis.any(axis=1) & ~(np.isfinite(head_size_px) & (head_size_px > 0))
     if bad.any():
         i = int(np.argmax(bad))
-        raise ValueError(f"headboxes[{i}] = {boxes[i].tolist()} gives head size {head_size[i]}; it must be > 0")
-    safe = np.where(vis.any(axis=1), head_size, 1.0)
+        raise ValueError(f"headboxes[{i}] = {boxes[i].tolist()} gives head size {head_size_px[i]}; it must be > 0")
+    safe = np.where(vis.any(axis=1), head_size_px, 1.0)
     return _errors(pred_arr, gt_arr, vis) / safe[:, None], vis
 
 
@@ -193,7 +203,7 @@ def mpii_pckh(pred: Any, gt: Any, visible: Any, headboxes: Any, threshold: float
     count = vis.sum(axis=0)
     correct = _pckh_counts(scaled, vis, np.array([threshold, 0.1], dtype=np.float64))
     per_joint = _percent(correct[0], count)
-    table = {name: float(np.mean(per_joint[list(joints)])) for name, joints in _MPII_GROUPS.items()}
+    table = {name: float(np.mean(per_joint[list(joints)])) for name, joints in MPII_GROUPS.items()}
     means = _mean_over_mpii_joints(correct, count)
     table["Mean"] = float(means[0])
     table["Mean@0.1"] = float(means[1])
@@ -274,7 +284,7 @@ def _joint_table(correct: np.ndarray, count: np.ndarray, joint_names: Sequence[s
         raise ValueError("joint_names may not contain 'Mean'")
     if count.sum() == 0:
         raise ValueError("visible has no annotated joint: nothing to evaluate")
-    table = {name: float(v) for name, v in zip(names, _percent(correct, count))}
+    table = {name: float(v) for name, v in zip(names, _percent(correct, count), strict=True)}
     table["Mean"] = float(100.0 * correct.sum() / count.sum())
     return table
 
@@ -294,7 +304,7 @@ def pck(
     entry per joint (named by ``joint_names``, else ``joint_<k>``; NaN for a joint never
     annotated) and ``Mean``, pooled over all annotated joints (count-weighted).
     """
-    pred_arr, gt_arr, vis = _keypoint_inputs(pred, gt, visible)
+    pred_arr, gt_arr, vis = check_keypoints(pred, gt, visible)
     norm = np.asarray(normalizer, dtype=np.float64)
     if norm.shape != (gt_arr.shape[0],):
         raise ValueError(f"normalizer must have shape ({gt_arr.shape[0]},), got {norm.shape}")
@@ -341,7 +351,7 @@ def pcp(
     instances, as eval_pcp.m does. A zero-length ground-truth limb is correct only when both
     endpoints are exact. A group with no annotated instance is NaN.
     """
-    pred_arr, gt_arr, vis = _keypoint_inputs(pred, gt, visible)
+    pred_arr, gt_arr, vis = check_keypoints(pred, gt, visible)
     k = gt_arr.shape[1]
     groups = dict(limbs) if isinstance(limbs, Mapping) else {f"{a}-{b}": ((a, b),) for a, b in limbs}
     if not groups or "Mean" in groups:
@@ -367,9 +377,26 @@ def pcp(
     return table
 
 
+def mean_normalised_error(pred: Any, gt: Any, visible: Any, normalizer: Any) -> np.ndarray:
+    """``(N,)`` per-person mean over the annotated joints of ``error / normalizer[i]`` (e.g. ``head_size``,
+    ``torso_size``); NaN for a person with no annotated joint or a normaliser that is not finite and > 0.
+
+    ``pred``, ``gt`` ``(N, K, 2)``; ``visible`` ``(N, K)``; ``normalizer`` ``(N,)``. The prediction gallery
+    ranks persons by it (benchmark/gallery.py).
+    """
+    pred_arr, gt_arr, vis = check_keypoints(pred, gt, visible)
+    norm = np.asarray(normalizer, dtype=np.float64)
+    if norm.shape != (gt_arr.shape[0],):
+        raise ValueError(f"normalizer must have shape ({gt_arr.shape[0]},), got {norm.shape}")
+    usable = np.isfinite(norm) & (norm > 0)
+    count = vis.sum(axis=1)
+    total = (_errors(pred_arr, gt_arr, vis) / np.where(usable, norm, 1.0)[:, None]).sum(axis=1)
+    return np.divide(total, count, out=np.full(count.shape, np.nan), where=usable & (count > 0))
+
+
 def mean_pixel_error(pred: Any, gt: Any, visible: Any) -> float:
     """Mean Euclidean error in pixels over the annotated joints of ``(N, K, 2)`` arrays."""
-    pred_arr, gt_arr, vis = _keypoint_inputs(pred, gt, visible)
+    pred_arr, gt_arr, vis = check_keypoints(pred, gt, visible)
     if not vis.any():
         raise ValueError("visible has no annotated joint: nothing to evaluate")
     return float(_errors(pred_arr, gt_arr, vis)[vis].mean())
@@ -548,4 +575,4 @@ def coco_keypoint_ap(
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    return {name: float(value) for name, value in zip(COCO_STAT_NAMES, evaluator.stats)}
+    return {name: float(value) for name, value in zip(COCO_STAT_NAMES, evaluator.stats, strict=True)}

@@ -76,7 +76,8 @@ def image_keypoints(
         raise ValueError(f"heatmaps must have shape (N, K, h, w), got {tuple(maps.shape)}")
     if flipped_heatmaps is not None:
         maps = merge_flipped(maps, _as_tensor(flipped_heatmaps, "flipped_heatmaps"), flip_pairs, grid.flip_shift)
-    codec = HeatmapCodec(tuple(input_size), tuple(maps.shape[-2:]), sigma=2.0, blur_kernel=blur_kernel,
+    codec = HeatmapCodec((int(input_size[0]), int(input_size[1])), (int(maps.shape[-2]), int(maps.shape[-1])),
+                         sigma=2.0, blur_kernel=blur_kernel,
                          convention=grid)
     coords, scores = codec.decode_heatmap_px(maps, decoder)
     crop = codec.heatmap_to_crop(coords.double())

@@ -31,7 +31,14 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from benchmark.errors import PoseBenchError
 from benchmark.files import atomic_write_text
+
+
+class RecordError(PoseBenchError, ValueError):
+    """A run record is unreadable or breaks the schema; the message names the file or the field at fault. Also a
+    ``ValueError``, what the readers of records caught before this class existed."""
+
 
 SCHEMA_VERSION = 2
 SCHEMA: dict[str, type | tuple[type, ...]] = {
@@ -166,63 +173,63 @@ def hardware(accelerator: str, devices: int, num_nodes: int) -> dict[str, Any]:
 
 
 def validate_record(record: Any) -> None:
-    """Raise ``ValueError`` naming the first missing or mistyped field of a run record."""
+    """Raise ``RecordError`` naming the first missing or mistyped field of a run record."""
     if not isinstance(record, dict):
-        raise ValueError(f"a run record must be a JSON object, got {type(record).__name__}")
+        raise RecordError(f"a run record must be a JSON object, got {type(record).__name__}")
     for key, kind in SCHEMA.items():
         if key not in record:
-            raise ValueError(f"run record lacks field {key!r}")
+            raise RecordError(f"run record lacks field {key!r}")
         value = record[key]
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             continue
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise ValueError(f"run record field {key!r} must be {kind}, got {type(value).__name__}")
+            raise RecordError(f"run record field {key!r} must be {kind}, got {type(value).__name__}")
     if record["schema_version"] != SCHEMA_VERSION:
-        raise ValueError(f"run record schema_version {record['schema_version']} != {SCHEMA_VERSION}")
+        raise RecordError(f"run record schema_version {record['schema_version']} != {SCHEMA_VERSION}")
     size = record["input_size"]
     if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
-        raise ValueError(f"run record field 'input_size' must be [H, W], two positive integers, got {size!r}")
+        raise RecordError(f"run record field 'input_size' must be [H, W], two positive integers, got {size!r}")
     for stage, table in record["metrics"].items():
         _check_metric_table(table, f"metrics[{stage!r}]")
     for field, keys in NESTED.items():
         value = record[field]
         missing = [key for key in keys if value is not None and key not in value]
         if missing:
-            raise ValueError(f"run record {field} lacks {missing[0]!r}")
+            raise RecordError(f"run record {field} lacks {missing[0]!r}")
     for i, entry in enumerate(record["protocols"]):
         if not isinstance(entry, dict):
-            raise ValueError(f"run record protocols[{i}] must be an object with keys {list(PROTOCOL_ENTRY)}")
+            raise RecordError(f"run record protocols[{i}] must be an object with keys {list(PROTOCOL_ENTRY)}")
         missing = [key for key in PROTOCOL_ENTRY if key not in entry]
         if missing:
-            raise ValueError(f"run record lacks field 'protocols[{i}].{missing[0]}'")
+            raise RecordError(f"run record lacks field 'protocols[{i}].{missing[0]}'")
         if not isinstance(entry["decoder"], str):
-            raise ValueError(f"run record field 'protocols[{i}].decoder' must be a string, got {entry['decoder']!r}")
+            raise RecordError(f"run record field 'protocols[{i}].decoder' must be a string, got {entry['decoder']!r}")
         if not isinstance(entry["flip_test"], bool):
-            raise ValueError(f"run record field 'protocols[{i}].flip_test' must be true or false, "
+            raise RecordError(f"run record field 'protocols[{i}].flip_test' must be true or false, "
                              f"got {entry['flip_test']!r}")
         _check_metric_table(entry["metrics"], f"protocols[{i}].metrics")
     convention = record["protocol"].get("convention", "aligned")
     if convention not in CONVENTIONS:
-        raise ValueError(f"run record field 'protocol.convention' must be one of {', '.join(CONVENTIONS)}, "
+        raise RecordError(f"run record field 'protocol.convention' must be one of {', '.join(CONVENTIONS)}, "
                          f"got {convention!r}")
     imported = record.get("imported")
     if imported is not None:
         missing = [key for key in IMPORTED if not isinstance(imported, dict) or key not in imported]
         if missing:
-            raise ValueError(f"run record field 'imported' must be null or an object with {list(IMPORTED)}; "
+            raise RecordError(f"run record field 'imported' must be null or an object with {list(IMPORTED)}; "
                              f"lacks {missing[0]!r}")
     for field, keys in NUMBERS.items():
         for key in keys:
             value = record[field].get(key)
             if not _number(value):
-                raise ValueError(f"run record field '{field}.{key}' must be a number or null, got {value!r}")
+                raise RecordError(f"run record field '{field}.{key}' must be a number or null, got {value!r}")
             if value is not None and not math.isfinite(value):
-                raise ValueError(f"run record field '{field}.{key}' must be a finite number or null, got {value!r}")
+                raise RecordError(f"run record field '{field}.{key}' must be a finite number or null, got {value!r}")
     _check_batch_rule(record)
     # Optional (records before resume accounting lack it): how many segments wall_time_s sums.
     segments = record.get("segments", 1)
     if isinstance(segments, bool) or not isinstance(segments, int) or segments < 1:
-        raise ValueError(f"run record field 'segments' must be a positive integer, got {segments!r}")
+        raise RecordError(f"run record field 'segments' must be a positive integer, got {segments!r}")
 
 
 def _check_batch_rule(record: dict[str, Any]) -> None:
@@ -232,30 +239,30 @@ def _check_batch_rule(record: dict[str, Any]) -> None:
         return
     keys = [*BATCH_RULE_INTS, *BATCH_RULE_NUMBERS, "mode", "note"]
     if not isinstance(rule, dict):
-        raise ValueError(f"run record field 'batch_rule' must be null or an object with keys {keys}")
+        raise RecordError(f"run record field 'batch_rule' must be null or an object with keys {keys}")
     missing = [key for key in keys if key not in rule]
     if missing:
-        raise ValueError(f"run record lacks field 'batch_rule.{missing[0]}'")
+        raise RecordError(f"run record lacks field 'batch_rule.{missing[0]}'")
     for key in BATCH_RULE_INTS:
         value = rule[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"run record field 'batch_rule.{key}' must be a positive integer, got {value!r}")
+            raise RecordError(f"run record field 'batch_rule.{key}' must be a positive integer, got {value!r}")
     for key in BATCH_RULE_NUMBERS:
         value = rule[key]
         if value is None or not _number(value) or not value > 0:
-            raise ValueError(f"run record field 'batch_rule.{key}' must be a positive number, got {value!r}")
+            raise RecordError(f"run record field 'batch_rule.{key}' must be a positive number, got {value!r}")
     if rule["mode"] not in BATCH_RULE_MODES:
-        raise ValueError(f"run record field 'batch_rule.mode' must be one of {', '.join(BATCH_RULE_MODES)}, "
+        raise RecordError(f"run record field 'batch_rule.mode' must be one of {', '.join(BATCH_RULE_MODES)}, "
                          f"got {rule['mode']!r}")
     if not isinstance(rule["note"], str):
-        raise ValueError(f"run record field 'batch_rule.note' must be a string, got {rule['note']!r}")
+        raise RecordError(f"run record field 'batch_rule.note' must be a string, got {rule['note']!r}")
     product = rule["per_device"] * rule["world_size"] * rule["accumulate"]
     if rule["effective"] != product:
-        raise ValueError(f"run record field 'batch_rule.effective' must be per_device x world_size x accumulate = "
+        raise RecordError(f"run record field 'batch_rule.effective' must be per_device x world_size x accumulate = "
                          f"{product}, got {rule['effective']}")
     for key, field in (("world_size", "world_size"), ("effective", "effective_batch")):
         if rule[key] != record[field]:
-            raise ValueError(f"run record field 'batch_rule.{key}' ({rule[key]}) differs from {field!r} "
+            raise RecordError(f"run record field 'batch_rule.{key}' ({rule[key]}) differs from {field!r} "
                              f"({record[field]})")
 
 
@@ -266,21 +273,21 @@ def _number(value: Any) -> bool:
 def _check_metric_table(table: Any, where: str) -> None:
     """Numbers or null, finite, within what the metric can be (module docstring); errors name the metric."""
     if not isinstance(table, dict) or not all(_number(v) for v in table.values()):
-        raise ValueError(f"run record {where} must map metric names to numbers (or null)")
+        raise RecordError(f"run record {where} must map metric names to numbers (or null)")
     for name, value in table.items():
         if value is None:
             continue
         field = f"run record field '{where}[{name!r}]'"
         if not math.isfinite(value):
-            raise ValueError(f"{field} must be a finite number or null, got {value!r}")
+            raise RecordError(f"{field} must be a finite number or null, got {value!r}")
         if name in FRACTION_METRICS:
             if not (0.0 <= value <= 1.0 or value == COCO_NO_DATA):
                 why = "is negative" if value < 0 else "is above 1"
-                raise ValueError(f"{field} {why}: a pycocotools fraction is 0 to 1 (or -1, no data), got {value!r}")
+                raise RecordError(f"{field} {why}: a pycocotools fraction is 0 to 1 (or -1, no data), got {value!r}")
         elif value < 0:
-            raise ValueError(f"{field} is negative, got {value!r}")
+            raise RecordError(f"{field} is negative, got {value!r}")
         elif name.startswith(PERCENT_PREFIXES) and value > 100.0:
-            raise ValueError(f"{field} is a percentage (0 to 100), got {value!r}")
+            raise RecordError(f"{field} is a percentage (0 to 100), got {value!r}")
 
 
 def _finite(value: Any) -> Any:
@@ -304,11 +311,16 @@ def write_record(record: dict[str, Any], directory: Path | str) -> Path:
 
 
 def read_record(path: Path | str) -> dict[str, Any]:
-    """Load and validate one run record."""
-    with Path(path).open() as f:
-        record = json.load(f)
+    """Load and validate one run record; ``RecordError`` names the file and what is wrong with it."""
+    try:
+        with Path(path).open() as f:
+            record = json.load(f)
+    except OSError as error:
+        raise RecordError(f"{path}: cannot read the run record ({error.strerror or error})") from None
+    except json.JSONDecodeError as error:
+        raise RecordError(f"{path}: not valid JSON ({error})") from None
     try:
         validate_record(record)
-    except ValueError as error:
-        raise ValueError(f"{path}: {error}") from None
+    except RecordError as error:
+        raise RecordError(f"{path}: {error}") from None
     return record

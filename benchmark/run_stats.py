@@ -34,11 +34,11 @@ class ThroughputCallback(pl.Callback):
         self._batches = {"train": 0, "test": 0}
         self._last: float | None = None
 
-    def _epoch_start(self, *_: Any) -> None:
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._last = None
 
-    on_train_epoch_start = _epoch_start
-    on_test_epoch_start = _epoch_start
+    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._last = None
 
     def _batch_end(self, trainer: pl.Trainer, stage: str, batch: Any) -> None:
         now = time.perf_counter()

@@ -1,14 +1,17 @@
 """The runner behind ``python -m benchmark train`` and ``evaluate``: build objects, fit, test, record.
 
-Only this module seeds (``pl.seed_everything(seed, workers=True)``); models and the DataModule
-get typed keyword arguments built from the config, never the config itself. A run lives in
+Only this module seeds (``pl.seed_everything(seed, workers=True)``); models, the DataModule and the Trainer
+get keyword arguments from the config, never the config itself: the ``data:`` and ``trainer:`` sections are their
+constructors' keyword arguments, passed straight through with the few the runner computes (docs/configuration.md);
+the model is the registry's variant (``models.build``; docs/adding-a-method.md). A run lives in
 ``<output_dir>/<run_name>/<timestamp>/``: ``checkpoints/{last,best}.ckpt``, CSV logs, the
 prediction files of the evaluation callback and ``config.yaml``; the finished run's record goes
 to ``<results_dir>/<run_id>.json`` (benchmark/run_record.py). ``resume=last|PATH`` checks the checkpoint before
 anything else, stops (exit 0) when the run already finished and has its record, and otherwise continues the
 run's wall-time account (``WallClock``, kept in the checkpoint): the record sums every segment.
 
-Lightning 2.6.6 behaviour this relies on or works around (issue 4, item 7):
+Lightning 2.6.6 behaviour this relies on or works around (pytorch_lightning's callbacks/model_checkpoint.py,
+trainer/connectors/data_connector.py and loops/fit_loop.py):
 
 - ``save_last=True`` updates ``last.ckpt`` only when a top-k checkpoint is saved; a second
   unmonitored ``ModelCheckpoint`` writes ``last.ckpt`` every epoch. With ``check_val_every_n_epoch > 1``
@@ -35,13 +38,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import logging
 import math
 import os
 import random
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pytorch_lightning as pl
@@ -53,6 +57,9 @@ from benchmark import run_record
 from benchmark.batch_rule import BatchRule
 from benchmark.batch_rule import resolve as resolve_batch_rule
 from benchmark.config import (
+    MODEL_RUNNER_KEYS,
+    OPTIM_RUNNER_KEYS,
+    TRAINER_EXTRAS,
     RunConfig,
     config_hash,
     load_config,
@@ -60,23 +67,24 @@ from benchmark.config import (
     to_dict,
     to_yaml,
 )
+from benchmark.errors import PoseBenchError
 from benchmark.evaluation import EvaluationCallback
+from benchmark.reference import compare
 from benchmark.run_stats import ThroughputCallback, file_entry, peak_memory
 from datamodules.datamodule import PoseDataModule
 from datamodules.datasets import PoseDataset
-from datamodules.records import DatasetError
+
+if TYPE_CHECKING:
+    from models.base import PoseEstimator
 from datamodules.transforms import Augmentation
+
+log = logging.getLogger(__name__)
 
 RUN_DIR_ENV = "POSEBENCH_RUN_DIR"
 CHECKPOINT_KEY = "posebench"
-_SYNTH_WAIT_S = 600
 
 
-REFERENCE_SPLITS = ("val", "test")
-"""Where a recipe's reference was measured: ``val`` (comparable with PoseBench's val runs) or ``test``."""
-
-
-class RunError(RuntimeError):
+class RunError(PoseBenchError):
     """A run cannot start as configured (bad checkpoint, nothing to resume, ...); the message says why."""
 
 
@@ -92,12 +100,12 @@ class RunFinished(Exception):
 
 def collect_rng_state() -> dict[str, Any]:
     """torch, CUDA, numpy and Python RNG states as tensors and plain containers (``weights_only``-safe)."""
-    _, keys, pos, has_gauss, cached = np.random.get_state()
+    _, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
     version, internal, gauss = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
-                  "cached_gaussian": float(cached)},
+        "numpy": {"keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
         "python": {"version": int(version), "internal": torch.tensor(internal, dtype=torch.int64), "gauss": gauss},
     }
     if torch.cuda.is_available():
@@ -173,32 +181,6 @@ class ProvenanceCallback(pl.Callback):
 # ------------------------------------------------------------------------------ builders
 
 
-def ensure_synthpose(cfg: RunConfig) -> None:
-    """Generate SynthPose into ``data.root`` when it is the dataset and nothing is there yet.
-
-    Only local rank 0 generates; other ranks (e.g. started by torchrun) wait for the manifest.
-    """
-    if cfg.data.name != "synthpose":
-        return
-    root = Path(cfg.data.root)
-    manifest = root / "synthpose.json"
-    if manifest.is_file():
-        return
-    if int(os.environ.get("LOCAL_RANK", "0")) != 0:
-        deadline = time.monotonic() + _SYNTH_WAIT_S
-        while not manifest.is_file():
-            if time.monotonic() > deadline:
-                raise DatasetError(f"waited {_SYNTH_WAIT_S} s for local rank 0 to generate SynthPose at {root}")
-            time.sleep(1.0)
-        return
-    from datamodules.synthpose import generate_synthpose
-
-    print(f"SynthPose not found at {root}: generating {cfg.data.synth_train} + {cfg.data.synth_val} images "
-          f"(seed {cfg.data.synth_seed})")
-    generate_synthpose(root, num_train=cfg.data.synth_train, num_val=cfg.data.synth_val, seed=cfg.data.synth_seed,
-                       progress=False)
-
-
 def build_augmentation(cfg: RunConfig) -> Augmentation | None:
     """The ``Augmentation`` of ``cfg.augmentation`` (None when disabled)."""
     values = dataclasses.asdict(cfg.augmentation)
@@ -255,35 +237,34 @@ def check_run_config(cfg: RunConfig) -> None:
 
 
 def build_datamodule(cfg: RunConfig, input_size: tuple[int, int]) -> PoseDataModule:
-    """The ``PoseDataModule`` of ``cfg.data`` with the run's seed and augmentation."""
-    d = cfg.data
-    return PoseDataModule(
-        dataset=d.name, root=d.root, input_size=input_size, augmentation=build_augmentation(cfg),
-        batch_size=d.batch_size, val_batch_size=d.val_batch_size, num_workers=d.num_workers,
-        persistent_workers=d.persistent_workers, pin_memory=d.pin_memory, seed=cfg.seed,
-        test_split=d.test_split, val_boxes=d.val_boxes, detection_file=d.detection_file,
-        detection_threshold=d.detection_threshold, data_format=d.format, shuffle=d.shuffle,
-        max_samples=d.max_samples, drop_last=d.drop_last, convention=cfg.model.convention,
-        normalisation=d.normalisation,
-    )
+    """The ``PoseDataModule`` of ``cfg.data`` (its keyword arguments) with the run's input size, augmentation, seed
+    and pixel-grid convention."""
+    return PoseDataModule(**dataclasses.asdict(cfg.data), input_size=input_size, augmentation=build_augmentation(cfg),
+                          seed=cfg.seed, convention=cfg.model.convention)
 
 
 def model_kwargs(cfg: RunConfig, dataset: PoseDataset, input_size: tuple[int, int],
                  lr: float | None = None) -> dict[str, Any]:
-    """Constructor arguments for ``models.build``: skeleton from the data, optimiser and decoding from the config;
-    ``lr`` replaces ``optim.lr`` (the batch rule's LR)."""
-    o, m = cfg.optim, cfg.model
+    """Constructor arguments for ``models.build``: skeleton from the data, and the ``optim:`` and ``model:`` keys
+    named like ``PoseEstimator``'s arguments, then ``model.kwargs``; ``lr`` replaces ``optim.lr`` (the batch
+    rule's LR)."""
+    optim = {k: v for k, v in dataclasses.asdict(cfg.optim).items() if k not in OPTIM_RUNNER_KEYS}
+    model = {k: v for k, v in dataclasses.asdict(cfg.model).items() if k not in MODEL_RUNNER_KEYS}
     return {
         "num_joints": dataset.skeleton.num_joints,
         "flip_pairs": [list(pair) for pair in dataset.skeleton.flip_pairs],
         "input_size": list(input_size),
-        "optimizer": o.optimizer, "lr": o.lr if lr is None else lr, "weight_decay": o.weight_decay,
-        "momentum": o.momentum,
-        "schedule": o.schedule, "milestones": list(o.milestones), "gamma": o.gamma, "warmup_epochs": o.warmup_epochs,
-        "flip_test": m.flip_test, "convention": m.convention, "decoder": m.decoder,
-        "all_protocols": m.all_protocols,
-        **dict(m.kwargs),
+        **optim, **({} if lr is None else {"lr": lr}), **model,
+        **dict(cfg.model.kwargs),
     }
+
+
+def trainer_arguments(cfg: RunConfig) -> dict[str, Any]:
+    """``trainer:`` as ``pl.Trainer`` keyword arguments: PoseBench's extras left out, ``deterministic: auto``
+    resolved."""
+    extras = {name for name, _, _ in TRAINER_EXTRAS}
+    arguments = {k: v for k, v in dataclasses.asdict(cfg.trainer).items() if k not in extras}
+    return {**arguments, "deterministic": _deterministic(cfg)}
 
 
 def _run_name(cfg: RunConfig) -> str:
@@ -305,6 +286,7 @@ def resolve_run_dir(cfg: RunConfig) -> tuple[Path, Path | None]:
     """``(run_dir, checkpoint to resume or None)``; the same directory on every DDP rank."""
     base = Path(cfg.output_dir) / _run_name(cfg)
     resume: Path | None = None
+    run_dir: Path | None
     if cfg.resume == "last":
         run_dir = _latest_run_dir(base)
         resume = run_dir / "checkpoints" / "last.ckpt"
@@ -346,7 +328,8 @@ def resume_clock(cfg: RunConfig, run_dir: Path, resume: Path, started: float) ->
         raise RunError(f"resume={resume}: not a training checkpoint (no state_dict)")
     done = _epochs_done(checkpoint)
     record = Path(cfg.results_dir) / f"{_run_id(run_dir)}.json"
-    if 0 <= cfg.trainer.max_epochs <= done and record.is_file():  # max_epochs=-1: Lightning trains on
+    max_epochs = cfg.trainer.max_epochs
+    if max_epochs is not None and 0 <= max_epochs <= done and record.is_file():  # -1 or null: Lightning trains on
         raise RunFinished(f"run {run_dir} finished at epoch {done} (trainer.max_epochs={cfg.trainer.max_epochs}); "
                           f"its record is {record}; nothing to resume (raise trainer.max_epochs to train further)")
     meta = checkpoint.get(CHECKPOINT_KEY)
@@ -361,7 +344,7 @@ def _deterministic(cfg: RunConfig) -> bool | str:
     if value == "auto":
         on_cpu = cfg.trainer.accelerator == "cpu" or not torch.cuda.is_available()
         return True if on_cpu else "warn"
-    choices = {"true": True, "false": False, "warn": "warn"}
+    choices: dict[str, bool | str] = {"true": True, "false": False, "warn": "warn"}
     if str(value).lower() not in choices:
         raise RunError(f"trainer.deterministic must be auto, true, false or warn; got {value!r}")
     return choices[str(value).lower()]
@@ -412,15 +395,14 @@ class Run:
 
 def apply_batch_rule(cfg: RunConfig, trainer: pl.Trainer) -> BatchRule | None:
     """The batch rule of ``cfg`` for ``trainer``'s world size, with its gradient accumulation set on ``trainer``
-    and its line printed on rank zero; None when ``optim.total_batch`` is null."""
+    and its line logged (on rank zero); None when ``optim.total_batch`` is null."""
     rule = resolve_batch_rule(total_batch=cfg.optim.total_batch, mode=cfg.optim.batch_rule,
                               per_device=cfg.data.batch_size, world_size=int(trainer.world_size),
                               accumulate=cfg.trainer.accumulate_grad_batches, lr=float(cfg.optim.lr))
     if rule is None:
         return None
     trainer.accumulate_grad_batches = rule.accumulate
-    if trainer.is_global_zero:
-        print(rule.message())
+    log.info(rule.message())
     return rule
 
 
@@ -440,10 +422,10 @@ def build_run(cfg: RunConfig, extra_callbacks: tuple[pl.Callback, ...] = (), *, 
     run_dir, resume = resolve_run_dir(cfg)
     started = time.time() if started is None else started
     clock = resume_clock(cfg, run_dir, resume, started) if resume else WallClock(started=started)
-    ensure_synthpose(cfg)
-    pl.seed_everything(cfg.seed, workers=True)
     input_size = resolve_input_size(cfg)
     datamodule = build_datamodule(cfg, input_size)
+    datamodule.prepare_data()
+    pl.seed_everything(cfg.seed, workers=True)
     datamodule.setup("fit")
     datamodule.setup("test")
     evaluation = EvaluationCallback(datamodule.val_dataset, run_dir / "predictions", datamodule.test_dataset)
@@ -458,30 +440,26 @@ def build_run(cfg: RunConfig, extra_callbacks: tuple[pl.Callback, ...] = (), *, 
     # between validations (check_val_every_n_epoch > 1), so a killed run loses at most one epoch.
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1,
                            auto_insert_metric_name=False, enable_version_counter=False, save_on_train_epoch_end=True)
-    meta = {"variant": cfg.model.variant, "method": method_of(cfg.model.variant), "config": to_dict(cfg)}
+    meta: dict[str, Any] = {"variant": cfg.model.variant, "method": method_of(cfg.model.variant),
+                            "config": to_dict(cfg)}
     throughput = ThroughputCallback()
-    t = cfg.trainer
     trainer = pl.Trainer(
-        default_root_dir=str(run_dir), max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices,
-        strategy=t.strategy, num_nodes=t.num_nodes, precision=t.precision, sync_batchnorm=t.sync_batchnorm,
-        gradient_clip_val=t.gradient_clip_val, accumulate_grad_batches=t.accumulate_grad_batches,
-        log_every_n_steps=t.log_every_n_steps, check_val_every_n_epoch=t.check_val_every_n_epoch,
-        limit_train_batches=t.limit_train_batches, deterministic=_deterministic(cfg), benchmark=t.benchmark,
-        enable_progress_bar=t.enable_progress_bar, logger=build_loggers(cfg, run_dir),
+        **trainer_arguments(cfg), default_root_dir=str(run_dir), logger=build_loggers(cfg, run_dir),
         callbacks=[evaluation, checkpoint, last, RNGStateCallback(),
                    ProvenanceCallback(meta, clock), LearningRateMonitor(logging_interval="epoch"), throughput,
                    *extra_callbacks],
-        use_distributed_sampler=False, num_sanity_val_steps=0,
+        use_distributed_sampler=False,
     )
     rule = apply_batch_rule(cfg, trainer) if fitting else None
     meta["batch_rule"] = None if rule is None else rule.as_dict()
     # Built after the Trainer (which draws no random numbers), so the model gets the rule's LR.
     lr = None if rule is None else rule.lr
     model = models.build(cfg.model.variant, **model_kwargs(cfg, datamodule.val_dataset, input_size, lr))
-    if t.channels_last:
+    if cfg.trainer.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if t.compile:
-        model = torch.compile(model)
+    if cfg.trainer.compile:
+        # torch.compile wraps the module in an OptimizedModule that forwards attributes to it (``_orig_mod``).
+        model = cast("PoseEstimator", torch.compile(model))
     return Run(cfg, run_dir, resume, datamodule, model, trainer, evaluation, checkpoint, throughput, rule, clock)
 
 
@@ -506,23 +484,14 @@ def verdict(cfg: RunConfig, results: dict[str, dict[str, float]]) -> dict[str, A
     ref = cfg.reference
     if ref.metric is None or ref.value is None:
         return {}
-    if ref.split not in REFERENCE_SPLITS:
-        raise RunError(f"reference.split must be one of {', '.join(REFERENCE_SPLITS)}, got {ref.split!r}")
     stage, _, name = ref.metric.partition("/")
-    ours = results.get(stage, {}).get(name)
-    out = dataclasses.asdict(ref)
-    out["ours"] = ours
-    out["delta"] = None if ours is None else ours - ref.value
-    out["comparable"] = ref.split == "val"
-    reproduced = bool(ours is not None and ref.tolerance is not None and abs(ours - ref.value) <= ref.tolerance)
-    out["reproduced"] = reproduced if out["comparable"] else None
-    return out
+    return {**dataclasses.asdict(ref), **compare(ref.value, results.get(stage, {}).get(name), ref.tolerance, ref.split)}
 
 
 def evaluation_protocol(run: Run) -> dict[str, Any]:
     """The scored protocol: boxes (with the detection file and its sha256), decoder, flip test and the
     pixel-grid convention."""
-    network = getattr(run.model, "_orig_mod", run.model)
+    network = cast("PoseEstimator", getattr(run.model, "_orig_mod", run.model))
     decoder, flip_test = network.primary_protocol
     protocol: dict[str, Any] = {"boxes": run.cfg.data.val_boxes, "decoder": decoder, "flip_test": flip_test,
                                 "convention": network.convention.name, "detections": None}

@@ -116,12 +116,12 @@ def _clean_box(box: list[float], width: float, height: float, rule: str = "hrnet
     """
     x, y, w, h = (float(v) for v in box)
     if rule == "mmpose":
-        x1, y1 = np.float32(np.clip(x, 0, width - 1)), np.float32(np.clip(y, 0, height - 1))
-        x2, y2 = np.float32(np.clip(x + w, 0, width - 1)), np.float32(np.clip(y + h, 0, height - 1))
-        if x2 - x1 <= 0 or y2 - y1 <= 0:
+        left, top = np.float32(np.clip(x, 0, width - 1)), np.float32(np.clip(y, 0, height - 1))
+        right, bottom = np.float32(np.clip(x + w, 0, width - 1)), np.float32(np.clip(y + h, 0, height - 1))
+        if right - left <= 0 or bottom - top <= 0:
             return None
-        # Corners stay float32 values; x1 + (x2 - x1) in float64 gives x2 back exactly.
-        return np.array([x1, y1, float(x2) - float(x1), float(y2) - float(y1)], dtype=np.float64)
+        # Corners stay float32 values; left + (right - left) in float64 gives right back exactly.
+        return np.array([left, top, float(right) - float(left), float(bottom) - float(top)], dtype=np.float64)
     x1, y1 = max(0.0, x), max(0.0, y)
     x2 = min(width - 1.0, x1 + max(0.0, w - 1.0))
     y2 = min(height - 1.0, y1 + max(0.0, h - 1.0))
@@ -143,7 +143,8 @@ def _keypoint_array(ann: dict, path: Path) -> np.ndarray:
         )
     values = values.reshape(NUM_JOINTS, 3)
     if not np.isfinite(values[:, 2]).all():
-        raise DatasetError(f"{path}: annotation id {ann.get('id')} has non-finite keypoint flags {values[:, 2].tolist()}")
+        raise DatasetError(f"{path}: annotation id {ann.get('id')} has non-finite keypoint flags "
+                           f"{values[:, 2].tolist()}")
     bad = np.flatnonzero((values[:, 2] > 0) & ~np.isfinite(values[:, :2]).all(axis=1))
     if bad.size:
         joint = int(bad[0])
@@ -162,7 +163,8 @@ def _finite_box(ann: dict, path: Path) -> None:
     except (TypeError, ValueError) as error:
         raise DatasetError(f"{path}: annotation id {ann.get('id')} has a non-numeric bbox or area ({error})") from None
     if box.shape != (4,) or not np.isfinite(box).all():
-        raise DatasetError(f"{path}: annotation id {ann.get('id')} has bbox {box.tolist()}, expected 4 finite x, y, w, h")
+        raise DatasetError(f"{path}: annotation id {ann.get('id')} has bbox {box.tolist()}, "
+                           "expected 4 finite x, y, w, h")
     if not np.isfinite(area):
         raise DatasetError(f"{path}: annotation id {ann.get('id')} has a non-finite area {area}")
 
@@ -191,7 +193,8 @@ def load_coco_records(
                     continue
                 missing = [k for k in ("bbox", "area") if k not in ann]
                 if missing:
-                    raise DatasetError(f"{annotation_path}: annotation id {ann.get('id')} lacks key(s) {', '.join(missing)}")
+                    raise DatasetError(f"{annotation_path}: annotation id {ann.get('id')} lacks key(s) "
+                                       f"{', '.join(missing)}")
                 _finite_box(ann, annotation_path)
                 keypoints = _keypoint_array(ann, annotation_path)
             except DatasetError as error:
@@ -256,9 +259,11 @@ def load_coco_detection_records(
         if det["category_id"] != 1 or det["score"] < score_threshold:
             continue
         if det["image_id"] not in api.imgs:
-            raise DatasetError(f"{detection_path}: detection {index} is on image id {det['image_id']}, not in {annotation_path}")
+            raise DatasetError(f"{detection_path}: detection {index} is on image id {det['image_id']}, "
+                               f"not in {annotation_path}")
         if len(det["bbox"]) != 4 or not np.isfinite(np.asarray(det["bbox"], dtype=np.float64)).all():
-            raise DatasetError(f"{detection_path}: detection {index} has bbox {det['bbox']}, expected 4 finite x, y, w, h")
+            raise DatasetError(f"{detection_path}: detection {index} has bbox {det['bbox']}, "
+                               "expected 4 finite x, y, w, h")
         kept.append((index, det))
     if not kept:
         return []

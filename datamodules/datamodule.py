@@ -34,7 +34,11 @@ persistent (a worker's copy of the dataset never sees ``set_epoch``). Lightning 
 
 from __future__ import annotations
 
+import logging
+import os
 import random
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TypedDict
@@ -51,10 +55,13 @@ from datamodules.topdown import TopDownDataset
 from datamodules.transforms import NORMALISATIONS, Augmentation, TopDownTransform
 from pixelgrid import DEFAULT_CONVENTION, get_convention
 
+log = logging.getLogger(__name__)
+
 # Separates the shuffle's random stream from the per-sample augmentation streams (seed, epoch, index).
 _SHUFFLE_STREAM = 0x5348_5546
 _WORKER_STREAM = 0x574F_524B
-# Known before any file is read: models are built (with num_joints) before Lightning calls setup().
+SYNTH_WAIT_S = 600
+"""How long a process of local rank > 0 waits for local rank 0 to generate SynthPose."""
 
 
 class PoseBatch(TypedDict):
@@ -202,6 +209,9 @@ class PoseDataModule(pl.LightningDataModule):
     ``use_distributed_sampler=False`` (Lightning would otherwise wrap the sampler and its
     ``set_epoch`` would never reach it; see the module docstring).
 
+    The keyword arguments are the run config's ``data:`` keys (benchmark/config.py takes its schema from this
+    signature, docs/configuration.md); the runner adds ``input_size``, ``augmentation``, ``seed`` and ``convention``.
+
     Hyperparameters are not saved on the DataModule: the runner records the resolved config,
     and Lightning raises when module and DataModule hparams share a key with different values.
     """
@@ -209,8 +219,9 @@ class PoseDataModule(pl.LightningDataModule):
     def __init__(
         self,
         *,
-        dataset: str,
+        name: str,
         root: str | Path,
+        format: str = "mpii",
         input_size: tuple[int, int] = (256, 192),
         augmentation: Augmentation | None = None,
         batch_size: int = 32,
@@ -219,23 +230,24 @@ class PoseDataModule(pl.LightningDataModule):
         persistent_workers: bool = False,
         pin_memory: bool = False,
         seed: int = 0,
-        train_split: str = "train",
-        val_split: str = "val",
         test_split: str | None = None,
         val_boxes: str = "gt",
         detection_file: str | Path | None = None,
         detection_threshold: float = 0.0,
-        data_format: str = "mpii",
         shuffle: bool = True,
         max_samples: int | None = None,
         drop_last: bool = False,
         convention: str = DEFAULT_CONVENTION,
         normalisation: str = "imagenet",
+        synth_train: int = 2000,
+        synth_val: int = 500,
+        synth_seed: int = 0,
     ) -> None:
         """
         Args:
-            dataset: dataset name (``datamodules.datasets.DATASETS``).
+            name: dataset name (``datamodules.datasets.DATASETS``).
             root: dataset root directory (layouts in the README).
+            format: SynthPose only: "mpii" (16 joints) or "coco" (17 joints).
             input_size: crop size (H, W) in pixels.
             augmentation: training augmentation; None trains on unaugmented crops.
             batch_size: training batch size (per process).
@@ -244,36 +256,39 @@ class PoseDataModule(pl.LightningDataModule):
             persistent_workers: keep workers alive between epochs (needs ``num_workers > 0``).
             pin_memory: pin batches for faster host-to-GPU copies.
             seed: drives the shuffle, the per-sample augmentation and the worker seeds.
-            train_split, val_split: split names ("train", "val").
-            test_split: split for ``trainer.test``; None = ``val_split``.
+            test_split: split for ``trainer.test``; None = "val".
             val_boxes: person boxes at val/test: "gt" or "detections" (COCO protocol).
             detection_file: detection results file for ``val_boxes="detections"``; None = the default.
             detection_threshold: drop detections scoring below this.
-            data_format: SynthPose only: "mpii" (16 joints) or "coco" (17 joints).
             shuffle: shuffle the training set (off for overfitting / debugging).
             max_samples: debug subset: keep only the first N records of every split (``val_dataset.records``
                 too, so COCO evaluation must restrict COCOeval to those image ids).
             drop_last: drop the last incomplete training batch.
             convention: pixel-grid convention of the crops and COCO boxes (``pixelgrid``; the model's).
             normalisation: input normalisation (``datamodules.transforms.NORMALISATIONS``).
+            synth_train, synth_val, synth_seed: SynthPose only: the training and validation images and the
+                generator seed ``prepare_data`` generates into ``root`` when it holds no SynthPose yet.
         """
         super().__init__()
         height, width = (int(v) for v in input_size)
         if height <= 0 or width <= 0:
-            raise ValueError(f"input_size must be positive (H, W), got {tuple(input_size)}")
+            raise DatasetError(f"input_size must be positive (H, W), got {tuple(input_size)}")
         if batch_size < 1 or (val_batch_size is not None and val_batch_size < 1):
-            raise ValueError(f"batch sizes must be >= 1, got batch_size={batch_size}, val_batch_size={val_batch_size}")
+            raise DatasetError(f"batch sizes must be >= 1, got batch_size={batch_size}, "
+                               f"val_batch_size={val_batch_size}")
         if num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+            raise DatasetError(f"num_workers must be >= 0, got {num_workers}")
         if persistent_workers and num_workers == 0:
-            raise ValueError("persistent_workers=True needs num_workers > 0")
-        if dataset not in DATASETS:
-            raise DatasetError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
-        if data_format not in FORMATS:
-            raise DatasetError(f"unknown data_format {data_format!r}; valid: {', '.join(FORMATS)}")
+            raise DatasetError("persistent_workers=True needs num_workers > 0")
+        if name not in DATASETS:
+            raise DatasetError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
+        if format not in FORMATS:
+            raise DatasetError(f"unknown format {format!r}; valid: {', '.join(FORMATS)}")
         if max_samples is not None and max_samples < 1:
-            raise ValueError(f"max_samples must be >= 1 or None, got {max_samples}")
-        self.dataset_name = dataset
+            raise DatasetError(f"max_samples must be >= 1 or None, got {max_samples}")
+        if normalisation not in NORMALISATIONS:
+            raise DatasetError(f"unknown normalisation {normalisation!r}; valid: {', '.join(NORMALISATIONS)}")
+        self.dataset_name = name
         self.root = Path(root)
         self.input_size = (height, width)
         self.augmentation = augmentation
@@ -283,24 +298,40 @@ class PoseDataModule(pl.LightningDataModule):
         self.persistent_workers = persistent_workers
         self.pin_memory = pin_memory
         self.seed = seed
-        self.train_split = train_split
-        self.val_split = val_split
-        self.test_split = test_split or val_split
+        self.test_split = test_split or "val"
         self.val_boxes = val_boxes
         self.detection_file = detection_file
         self.detection_threshold = detection_threshold
-        self.data_format = data_format
+        self.data_format = format
         self.shuffle = shuffle
         self.max_samples = max_samples
         self.drop_last = drop_last
         self.convention = get_convention(convention)
-        if normalisation not in NORMALISATIONS:
-            raise ValueError(f"unknown normalisation {normalisation!r}; valid: {', '.join(NORMALISATIONS)}")
         self.normalisation = normalisation
+        self.synthpose = {"num_train": synth_train, "num_val": synth_val, "seed": synth_seed}
         self._datasets: dict[str, PoseDataset] = {}
         self._loaded: dict[str, TopDownDataset] = {}
 
     # ----------------------------------------------------------------- datasets
+    def prepare_data(self) -> None:
+        """Generate SynthPose into ``root`` when it is the dataset and ``root`` holds none yet (Lightning's hook
+        for data that must exist before ``setup``). Only local rank 0 generates; other ranks wait for it."""
+        manifest = self.root / "synthpose.json"
+        if self.dataset_name != "synthpose" or manifest.is_file():
+            return
+        if int(os.environ.get("LOCAL_RANK", "0")) != 0:
+            deadline = time.monotonic() + SYNTH_WAIT_S
+            while not manifest.is_file():
+                if time.monotonic() > deadline:
+                    raise DatasetError(f"waited {SYNTH_WAIT_S} s for local rank 0 to generate SynthPose at {self.root}")
+                time.sleep(1.0)
+            return
+        from datamodules.synthpose import generate_synthpose
+
+        log.info(f"SynthPose not found at {self.root}: generating {self.synthpose['num_train']} + "
+                 f"{self.synthpose['num_val']} images (seed {self.synthpose['seed']})")
+        generate_synthpose(self.root, **self.synthpose, progress=sys.stderr.isatty())
+
     def _build(self, split: str, boxes: str) -> PoseDataset:
         height, width = self.input_size
         dataset = build_dataset(
@@ -316,10 +347,10 @@ class PoseDataModule(pl.LightningDataModule):
         if role in self._datasets:
             return
         if role == "train":
-            dataset = self._build(self.train_split, "gt")
+            dataset = self._build("train", "gt")
             augmentation = self.augmentation
         else:
-            dataset = self._build(self.val_split if role == "val" else self.test_split, self.val_boxes)
+            dataset = self._build("val" if role == "val" else self.test_split, self.val_boxes)
             augmentation = None
         if not dataset.records:
             # An empty split would train (or score) nothing and still exit 0 with a record.
@@ -334,9 +365,8 @@ class PoseDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Load the records the stage needs ("fit": train + val, "validate": val, "test": test)."""
-        roles = {
-            "fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",), None: ("train", "val"),
-        }
+        roles = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",),
+                 None: ("train", "val")}
         if stage not in roles:
             raise ValueError(f"unknown stage {stage!r}; expected one of fit, validate, test, predict")
         for role in roles[stage]:
@@ -354,7 +384,7 @@ class PoseDataModule(pl.LightningDataModule):
 
     @property
     def test_dataset(self) -> PoseDataset:
-        """The test ``PoseDataset`` (``test_split``, or ``val_split`` when None)."""
+        """The test ``PoseDataset`` (``test_split``; the val split when None)."""
         return self._dataset("test")
 
     def _dataset(self, role: str) -> PoseDataset:
@@ -364,7 +394,8 @@ class PoseDataModule(pl.LightningDataModule):
 
     @property
     def skeleton(self) -> Skeleton:
-        """The dataset's skeleton; known without loading (SynthPose: from ``data_format``)."""
+        """The dataset's skeleton; known without loading (SynthPose: from ``format``), because models are built
+        (with ``num_joints``) before Lightning calls ``setup()``."""
         return dataset_skeleton(self.dataset_name, self.data_format)
 
     @property
@@ -412,7 +443,10 @@ class PoseDataModule(pl.LightningDataModule):
         if self.trainer is not None:
             # Loader workers prefetch at iter(), before Lightning's set_epoch for the first epoch of a
             # fit: the sampler must already hold that epoch (the restored one after a resume).
-            loader.sampler.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed)
+            sampler = loader.sampler
+            assert isinstance(sampler, EpochSampler)
+            # Lightning declares the tracker as _ReadyCompletedTracker; an epoch loop's is a _ProcessedTracker.
+            sampler.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed)  # type: ignore[attr-defined]
         return loader
 
     def val_dataloader(self) -> DataLoader:

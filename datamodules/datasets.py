@@ -129,9 +129,9 @@ class PoseDataset:
         bytes, so a resized, re-encoded or truncated copy differs (a resize changes the JPEG's
         frame header and its size); an edit of pixels inside a file of the same size may not.
         Reading 8 KiB per image keeps it cheap on COCO-size data (~123k images). A missing image
-        enters as ``missing``. Records written before image content was covered (before issue 13)
-        hold fingerprints of annotations and image names only: this function gives the same
-        data a new fingerprint, so ``rerun`` of such a record reports other data.
+        enters as ``missing``. Records of earlier PoseBench versions, whose fingerprint covered the
+        annotations and image names only, hold another fingerprint of the same data, so ``rerun``
+        of such a record reports other data.
         """
         digest = hashlib.sha256()
         for path in self.annotation_files:
@@ -182,7 +182,8 @@ def _check_choice(kind: str, value: str, valid: tuple[str, ...]) -> None:
 def _build_mpii_format(
     name: str, root: Path, annot_dir: Path, image_dir: Path, split: str, problems: list[str] | None
 ) -> PoseDataset:
-    json_path = _require(annot_dir / ("train.json" if split == "train" else "valid.json"), name, root, f"{split} annotations")
+    annotations = annot_dir / ("train.json" if split == "train" else "valid.json")
+    json_path = _require(annotations, name, root, f"{split} annotations")
     records = load_mpii_annotations(json_path, image_dir, problems=problems)
     if split == "train":
         return PoseDataset(name, split, MPII, records, (json_path,), image_dir, "mpii")

@@ -55,7 +55,10 @@ def read_lsp_joints(joints_mat: Path, extended: bool) -> np.ndarray:
     joints = np.asarray(mat["joints"], dtype=np.float64)
     if joints.ndim == 2:
         joints = joints[..., None]
-    expected, name = ((NUM_JOINTS, 3), "LSP-extended (14 x 3 x N)") if extended else ((3, NUM_JOINTS), "LSP (3 x 14 x N)")
+    if extended:
+        expected, name = (NUM_JOINTS, 3), "LSP-extended (14 x 3 x N)"
+    else:
+        expected, name = (3, NUM_JOINTS), "LSP (3 x 14 x N)"
     if joints.ndim != 3 or joints.shape[:2] != expected:
         other = "lsp" if extended else "lsp_extended"
         raise DatasetError(
@@ -75,7 +78,7 @@ def load_lsp(joints_mat: Path, image_dir: Path, extended: bool = False) -> list[
     raw = read_lsp_joints(joints_mat, extended)
     keypoints = raw[..., :2] - 1.0
     flags = raw[..., 2]
-    finite = np.isfinite(keypoints).all(axis=-1)
+    finite = np.isfinite(keypoints[..., 0]) & np.isfinite(keypoints[..., 1])
     visible = finite & (flags == 1) if extended else finite
     masked = np.where(visible[..., None], keypoints, np.nan)
     with warnings.catch_warnings():
@@ -89,13 +92,13 @@ def load_lsp(joints_mat: Path, image_dir: Path, extended: bool = False) -> list[
     return [
         PersonRecord(
             image=str(image_dir / lsp_image_name(i + 1, extended)),
-            image_id=int(i) + 1,
+            image_id=i + 1,
             center=centers[i].copy(),
             scale=np.array([sides[i], sides[i]]),
             keypoints=keypoints[i].copy(),
             visible=visible[i].copy(),
             extras={"annotation_file": source, "flag": flags[i].copy()},
         )
-        for i in np.flatnonzero(usable)
+        for i in np.flatnonzero(usable).tolist()
     ]
 

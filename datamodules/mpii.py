@@ -87,7 +87,8 @@ def _entry_arrays(entry: object, index: int, path: Path) -> tuple[str, np.ndarra
         )
     if joints_vis.shape != (NUM_JOINTS,):
         raise DatasetError(
-            f"{path}: entry {index} (image {image}) has joints_vis of shape {joints_vis.shape}, expected ({NUM_JOINTS},)"
+            f"{path}: entry {index} (image {image}) has joints_vis of shape {joints_vis.shape}, "
+            f"expected ({NUM_JOINTS},)"
         )
     where = f"{path}: entry {index} (image {image})"
     if not np.isfinite(center).all():
@@ -153,7 +154,8 @@ def load_mpii_annotations(
 
 def _mat_field(mat: dict, key: str, path: Path) -> np.ndarray:
     if key not in mat:
-        raise DatasetError(f"{path}: missing key {key!r} (expected dataset_joints, jnt_missing, pos_gt_src, headboxes_src)")
+        raise DatasetError(f"{path}: missing key {key!r} "
+                           "(expected dataset_joints, jnt_missing, pos_gt_src, headboxes_src)")
     return np.asarray(mat[key])
 
 
@@ -173,7 +175,8 @@ def _mpii_order(names: list[str], path: Path) -> np.ndarray:
     lookup = {n: i for i, n in enumerate(MAT_JOINT_NAMES)} | {n: i for i, n in enumerate(MPII.joints)}
     unknown = [n for n in names if n not in lookup]
     if unknown:
-        raise DatasetError(f"{path}: dataset_joints has unknown joint name(s) {unknown}; expected {list(MAT_JOINT_NAMES)}")
+        raise DatasetError(f"{path}: dataset_joints has unknown joint name(s) {unknown}; "
+                           f"expected {list(MAT_JOINT_NAMES)}")
     position = np.array([lookup[n] for n in names])
     if sorted(position.tolist()) != list(range(NUM_JOINTS)):
         raise DatasetError(f"{path}: dataset_joints repeats a joint: {names}")
@@ -215,7 +218,8 @@ def attach_ground_truth(records: list[PersonRecord], gt: MPIIGroundTruth) -> lis
     sources = sorted({str(r.extras.get("annotation_file", "the annotation records")) for r in records})
     records_name = ", ".join(sources) if sources else "the annotation records"
     if len(records) != len(gt):
-        raise DatasetError(f"{gt_name} has {len(gt)} persons but {records_name} has {len(records)}; they must match by order")
+        raise DatasetError(f"{gt_name} has {len(gt)} persons but {records_name} has {len(records)}; "
+                           "they must match by order")
     if not records:
         return []
     keypoints = np.stack([r.keypoints for r in records])

@@ -146,5 +146,5 @@ def correspondence(source: Skeleton, target: Skeleton) -> tuple[np.ndarray, np.n
     """
     source_index = {_canonical(n): i for i, n in enumerate(source.joints)}
     pairs = [(source_index[_canonical(n)], j) for j, n in enumerate(target.joints) if _canonical(n) in source_index]
-    src, dst = zip(*pairs) if pairs else ((), ())
+    src, dst = zip(*pairs, strict=True) if pairs else ((), ())
     return np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64)

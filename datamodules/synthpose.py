@@ -66,9 +66,9 @@ File formats and their sources
       'thor' for the thorax, as public scripts that rebuild the file print its ``loadmat``
       contents; the list is shared with ``datamodules.mpii``), ``jnt_missing`` (16, N),
       ``pos_gt_src`` (16, 2, N) and ``headboxes_src`` (2, 2, N) with
-      ``headboxes_src[:, :, i] = [[x1, y1], [x2, y2]]``, all 1-based; HRNet mpii.py ``evaluate`` reads them with ``scipy.io.loadmat`` (head size from
-      ``headboxes_src[1] - headboxes_src[0]``). scipy's ``savemat`` writes the creation time into
-      the 116-byte text header; that header is replaced with a fixed text.
+      ``headboxes_src[:, :, i] = [[x1, y1], [x2, y2]]``, all 1-based; HRNet mpii.py ``evaluate`` reads them
+      with ``scipy.io.loadmat`` (head size from ``headboxes_src[1] - headboxes_src[0]``). scipy's ``savemat``
+      writes the creation time into the 116-byte text header; that header is replaced with a fixed text.
     - COCO keypoints (``images``, ``annotations``, ``categories`` with the person keypoint names
       and 1-based skeleton, exactly as in the real ``person_keypoints_val2017.json``) and COCO
       results-format detections (``image_id``, ``category_id``, ``bbox``, ``score``): the COCO
@@ -119,7 +119,8 @@ OCCLUDER_LABEL = 255
 MIN_INSIDE_JOINTS = 4
 MIN_VISIBLE_AREA = 64
 FACE_HIDDEN_DEPTH = -0.2
-"""A face point whose toward-camera component (cosine of its longitude plus the head yaw) is below this is not labelled."""
+"""A face point whose toward-camera component (cosine of its longitude plus the head yaw) is below this is not
+labelled."""
 
 _MAT_HEADER = b"MATLAB 5.0 MAT-file, Platform: PoseBench SynthPose, Created by the generator (fixed text)".ljust(116)
 
@@ -456,7 +457,8 @@ class _Canvas:
         if label:
             cv2.fillPoly(self.labels, fixed, label, cv2.LINE_8, _SHIFT)
 
-    def ellipse(self, center: np.ndarray, axes: tuple[float, float], angle: float, colour: np.ndarray, label: int) -> None:
+    def ellipse(self, center: np.ndarray, axes: tuple[float, float], angle: float, colour: np.ndarray,
+                label: int) -> None:
         fixed_axes = (max(1, int(round(axes[0] * _ONE))), max(1, int(round(axes[1] * _ONE))))
         cv2.ellipse(self.image, _fixed(center), fixed_axes, angle, 0, 360, _colour(colour), -1, cv2.LINE_AA, _SHIFT)
         if label:
@@ -554,7 +556,8 @@ def _random_shape(canvas: _Canvas, rng: np.random.Generator, center: np.ndarray,
     kind = rng.integers(4)
     angle = rng.uniform(0, 180)
     if kind == 0:
-        box = ((float(center[0]), float(center[1])), (size * rng.uniform(0.4, 1.2), size * rng.uniform(0.4, 1.2)), angle)
+        box_size = (size * rng.uniform(0.4, 1.2), size * rng.uniform(0.4, 1.2))
+        box = ((float(center[0]), float(center[1])), box_size, angle)
         canvas.polygon(cv2.boxPoints(box), colour, label)
     elif kind == 1:
         canvas.ellipse(center, (size * rng.uniform(0.2, 0.6), size * rng.uniform(0.2, 0.6)), angle, colour, label)
@@ -626,7 +629,8 @@ def render_scene(seed: int, split: str, index: int) -> Scene:
     labels = np.zeros((height, width), dtype=np.uint8)
     canvas = _Canvas(image, labels)
     for _ in range(int(rng.integers(2, 9))):
-        _random_shape(canvas, rng, rng.uniform((0, 0), (width, height)), side * rng.uniform(0.05, 0.3), BACKGROUND_LABEL)
+        centre = rng.uniform((0, 0), (width, height))
+        _random_shape(canvas, rng, centre, side * rng.uniform(0.05, 0.3), BACKGROUND_LABEL)
 
     count = int(rng.choice([1, 2, 3], p=[0.45, 0.35, 0.2]))
     statures = np.sort(side * (rng.uniform(0.55, 1.15, count) if count == 1 else rng.uniform(0.4, 0.95, count)))
@@ -709,7 +713,8 @@ def _coco_annotation(person: ScenePerson, image_id: int, annotation_id: int) -> 
     }
 
 
-def _detections(rng: np.random.Generator, boxes: list[np.ndarray], image_id: int, width: int, height: int) -> list[dict]:
+def _detections(rng: np.random.Generator, boxes: list[np.ndarray], image_id: int, width: int,
+                height: int) -> list[dict]:
     """Jittered ground-truth boxes (score 0.75-1, 5% missed) plus a few low-score false positives."""
     results = []
     for box in boxes:
@@ -811,7 +816,11 @@ def generate_synthpose(out: Path, num_train: int, num_val: int, seed: int, progr
     counts: dict[str, dict[str, int]] = {}
     with tqdm(total=num_train + num_val, desc="SynthPose", unit="img", disable=not progress) as bar:
         for split, total in (("train", num_train), ("val", num_val)):
-            mpii_entries, headboxes, images, annotations, detections = [], [], [], [], []
+            mpii_entries: list[dict] = []
+            headboxes: list[np.ndarray] = []
+            images: list[dict] = []
+            annotations: list[dict] = []
+            detections: list[dict] = []
             for index in range(total):
                 scene = render_scene(seed, split, index)
                 file_name = f"{split}_{index:06d}.jpg"

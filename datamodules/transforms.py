@@ -49,7 +49,6 @@ Caffe data layer's ``x / 256 - 0.5`` (``NORMALISATIONS``).
 
 from __future__ import annotations
 
-import math
 import os
 import random
 from dataclasses import dataclass
@@ -102,7 +101,8 @@ class Augmentation:
     scale_sigma: float = 0.0
     # Clip of the scale draw: factor in [1 - max, 1 + max] ("linear") or exponent in [-max, max] ("log2").
     scale_max: float = 0.0
-    # "linear": box *= clip(1 + N(0, sigma), 1 - max, 1 + max) (HRNet); "log2": box *= 2 ** clip(N(0, sigma), ±max) (Hourglass).
+    # "linear": box *= clip(1 + N(0, sigma), 1 - max, 1 + max) (HRNet);
+    # "log2": box *= 2 ** clip(N(0, sigma), ±max) (Hourglass).
     scale_mode: str = "linear"
     # How the scale offset (of the factor, or of its log2) is drawn: "normal" (clipped), "truncated" or "uniform".
     scale_dist: str = "normal"
@@ -130,12 +130,14 @@ class Augmentation:
             if value < 0.0:
                 raise ValueError(f"Augmentation.{name} must be >= 0, got {value}")
         if self.scale_mode == "linear" and self.scale_max >= 1.0:
-            raise ValueError(f"Augmentation.scale_max must be < 1 in linear mode (a factor 1 - max > 0), got {self.scale_max}")
+            raise ValueError(f"Augmentation.scale_max must be < 1 in linear mode (a factor 1 - max > 0), "
+                             f"got {self.scale_max}")
         if self.colour_scale > 1.0:
             raise ValueError(f"Augmentation.colour_scale must be <= 1, got {self.colour_scale}")
 
 
-# HRNet COCO (experiments/coco/hrnet/w32_256x192_adam_lr1e-3.yaml): ROT_FACTOR 45, SCALE_FACTOR 0.35, PROB_HALF_BODY 0.3.
+# HRNet COCO (experiments/coco/hrnet/w32_256x192_adam_lr1e-3.yaml): ROT_FACTOR 45, SCALE_FACTOR 0.35,
+# PROB_HALF_BODY 0.3.
 HRNET_COCO = Augmentation(
     flip=True, rotation_sigma=45.0, rotation_max=90.0, rotation_prob=0.6,
     scale_sigma=0.35, scale_max=0.35, scale_mode="linear", half_body_prob=0.3, half_body_min_joints=8,
@@ -152,7 +154,8 @@ SIMPLEBASELINE_COCO = Augmentation(
 )
 # SimpleBaseline MPII (experiments/mpii/resnet/res50_256x256_d256x3_adam_lr1e-3.yaml): same factors as HRNet MPII.
 SIMPLEBASELINE_MPII = HRNET_MPII
-# Stacked Hourglass MPII (pose-hg-train src/util/pose.lua, src/opts.lua): scale 0.25 (log2), rotate 30 kept with p 0.4, colour 0.4.
+# Stacked Hourglass MPII (pose-hg-train src/util/pose.lua, src/opts.lua): scale 0.25 (log2), rotate 30 kept
+# with p 0.4, colour 0.4.
 HOURGLASS_MPII = Augmentation(
     flip=True, rotation_sigma=30.0, rotation_max=60.0, rotation_prob=0.4,
     scale_sigma=0.25, scale_max=0.5, scale_mode="log2", colour_scale=0.4,
@@ -312,7 +315,7 @@ class TopDownTransform:
         rotation, flip, lut, rng = 0.0, False, self._lut, None
         if self.augmentation is not None:
             rng = np.random.default_rng((self.seed, int(epoch), int(index)))
-            center, scale, rotation, flip, gain = self._draw(rng, record)
+            center, scale, rotation, flip, gain = self._draw(rng, record, self.augmentation)
             if gain is not None:
                 lut = _normalisation_lut(gain, self.normalisation)
 
@@ -323,6 +326,7 @@ class TopDownTransform:
         if self._photometric is None:
             blue, green, red = cv2.split(crop)
         else:
+            assert rng is not None, "the photometric pipeline exists only with augmentation, which draws rng"
             # albumentations 2.x ignores global seeds; hand it this sample's generators.
             self._photometric.set_random_state(rng, random.Random(int(rng.integers(2**63))))
             red, green, blue = cv2.split(self._photometric(image=cv2.cvtColor(crop, cv2.COLOR_BGR2RGB))["image"])
@@ -345,13 +349,12 @@ class TopDownTransform:
         }
 
     def _draw(
-        self, rng: np.random.Generator, record: PersonRecord
+        self, rng: np.random.Generator, record: PersonRecord, aug: Augmentation
     ) -> tuple[np.ndarray, np.ndarray, float, bool, np.ndarray | None]:
-        """One sample's centre, scale, rotation, flip and colour gains (``None`` when unused).
+        """One sample's centre, scale, rotation, flip and colour gains (``None`` when unused) under ``aug``.
 
         Every draw is made whether or not it is used, so one option never shifts another's values.
         """
-        aug = self.augmentation
         # Python floats: scalar arithmetic on them is several times cheaper than on numpy scalars.
         half_body_draw, rotation_draw, flip_draw = rng.random(3).tolist()
         half_choice, scale_normal, rotation_normal = rng.standard_normal(3).tolist()

@@ -1,7 +1,7 @@
 """Pose estimation methods (one file each), their codecs and the registry.
 
 Importing the package imports every module in it, so a method file registers itself with
-``@register_method`` / ``register_variant`` and nothing else needs editing (README.md, "Contributing").
+``@register_method`` / ``register_variant`` and nothing else needs editing (docs/adding-a-method.md).
 """
 
 import importlib

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities.types import OptimizerLRSchedulerConfig
 from torch import nn
 
 from models.codecs import DECODE_METHODS, HeatmapCodec, flip_coordinates, flip_heatmaps_back
@@ -117,6 +118,7 @@ class LRFactor:
             epoch = step // self.steps_per_epoch
             factor = self.gamma ** sum(epoch >= milestone for milestone in self.milestones)
         elif self.schedule == "cosine":
+            assert self.total_epochs, "the cosine schedule needs total_epochs (checked by lr_factor)"
             progress = min(step / (self.steps_per_epoch * self.total_epochs), 1.0)
             factor = 0.5 * (1.0 + math.cos(math.pi * progress))
         else:
@@ -147,6 +149,8 @@ class PoseEstimator(pl.LightningModule):
 
     decoders: tuple[str, ...] = (REGRESSION,)
     conventions: tuple[str, ...] = (DEFAULT_CONVENTION,)
+    net: nn.Module
+    """The plain network a subclass sets in its constructor."""
 
     def __init__(
         self,
@@ -184,8 +188,8 @@ class PoseEstimator(pl.LightningModule):
         if convention not in CONVENTIONS:
             raise ValueError(f"unknown convention {convention!r}; valid: {', '.join(CONVENTIONS)}")
         if convention not in self.conventions:
-            raise ValueError(f"{type(self).__name__} supports the pixel-grid convention(s) {', '.join(self.conventions)}, "
-                             f"not {convention!r}")
+            raise ValueError(f"{type(self).__name__} supports the pixel-grid convention(s) "
+                             f"{', '.join(self.conventions)}, not {convention!r}")
         if num_joints < 1:
             raise ValueError(f"num_joints must be >= 1, got {num_joints}")
         if len(input_size) != 2 or min(input_size) <= 0:
@@ -208,8 +212,8 @@ class PoseEstimator(pl.LightningModule):
     @property
     def primary_protocol(self) -> Protocol:
         """The configured ``(decoder, flip_test)``; coordinate regressors have the one decoder ``regression``."""
-        decoder = self.hparams.decoder if self.hparams.decoder in self.decoders else self.decoders[0]
-        return decoder, bool(self.hparams.flip_test)
+        decoder = self.hparams["decoder"] if self.hparams["decoder"] in self.decoders else self.decoders[0]
+        return decoder, bool(self.hparams["flip_test"])
 
     @property
     def evaluation_protocols(self) -> list[Protocol]:
@@ -232,12 +236,12 @@ class PoseEstimator(pl.LightningModule):
         """
         wanted = list(protocols or self.evaluation_protocols)
         keypoints = self.crop_coordinates(self(image) if outputs is None else outputs).float()
-        flipped = None
+        coords = {False: keypoints}
         if any(flip for _, flip in wanted):
             mirrored = self.crop_coordinates(self(image.flip(-1))).float()
-            flipped = 0.5 * (keypoints + flip_coordinates(mirrored, image.shape[-1], self.flip_permutation))
+            coords[True] = 0.5 * (keypoints + flip_coordinates(mirrored, image.shape[-1], self.flip_permutation))
         scores = torch.ones(keypoints.shape[:2], dtype=keypoints.dtype, device=keypoints.device)
-        return {(decoder, flip): (flipped if flip else keypoints, scores) for decoder, flip in wanted}
+        return {(decoder, flip): (coords[flip], scores) for decoder, flip in wanted}
 
     def predict_crop(self, image: torch.Tensor, outputs: Outputs | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Image ``(B, 3, H, W)`` -> keypoints ``(B, K, 2)`` crop px and scores ``(B, K)`` under the
@@ -262,7 +266,7 @@ class PoseEstimator(pl.LightningModule):
         outputs = self(batch["image"])
         loss = self.compute_loss(outputs, batch)
         self.log(f"{stage}/loss", loss, batch_size=batch["image"].shape[0], sync_dist=True)
-        if stage != "test" or not self.hparams.all_protocols:
+        if stage != "test" or not self.hparams["all_protocols"]:
             return self._step_output(batch, *self.predict_crop(batch["image"], outputs))
         protocols = self.evaluation_protocols
         predicted = self.predict_protocols(batch["image"], outputs, protocols)
@@ -292,22 +296,23 @@ class PoseEstimator(pl.LightningModule):
     def build_optimizer(self) -> torch.optim.Optimizer:
         """The optimiser named by ``optimizer`` over all parameters."""
         hp = self.hparams
-        if hp.optimizer == "adam":
-            return torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        if hp.optimizer == "rmsprop":
-            return torch.optim.RMSprop(self.parameters(), lr=hp.lr, alpha=hp.alpha, eps=hp.eps,
-                                       weight_decay=hp.weight_decay)
-        return torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        if hp["optimizer"] == "adam":
+            return torch.optim.Adam(self.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
+        if hp["optimizer"] == "rmsprop":
+            return torch.optim.RMSprop(self.parameters(), lr=hp["lr"], alpha=hp["alpha"], eps=hp["eps"],
+                                       weight_decay=hp["weight_decay"])
+        return torch.optim.SGD(self.parameters(), lr=hp["lr"], momentum=hp["momentum"],
+                               weight_decay=hp["weight_decay"])
 
     def lr_factor(self, steps_per_epoch: int, total_epochs: int | None) -> LRFactor:
         """The schedule as a function of the optimiser step, for ``steps_per_epoch`` steps per epoch."""
         hp = self.hparams
-        epochs = hp.max_epochs if hp.max_epochs is not None else total_epochs
-        if hp.schedule == "cosine" and (epochs is None or epochs <= 0):
+        epochs = hp["max_epochs"] if hp["max_epochs"] is not None else total_epochs
+        if hp["schedule"] == "cosine" and (epochs is None or epochs <= 0):
             raise ValueError("schedule 'cosine' needs max_epochs (the model's or the Trainer's)")
-        return LRFactor(steps_per_epoch=max(1, int(steps_per_epoch)), schedule=hp.schedule,
-                        milestones=[int(m) for m in hp.milestones], gamma=float(hp.gamma),
-                        warmup_epochs=float(hp.warmup_epochs), total_epochs=epochs)
+        return LRFactor(steps_per_epoch=max(1, int(steps_per_epoch)), schedule=hp["schedule"],
+                        milestones=[int(m) for m in hp["milestones"]], gamma=float(hp["gamma"]),
+                        warmup_epochs=float(hp["warmup_epochs"]), total_epochs=epochs)
 
     def _training_batches(self) -> int | float:
         """Training batches per epoch (after ``limit_train_batches``), for sizing the LR schedule.
@@ -319,7 +324,7 @@ class PoseEstimator(pl.LightningModule):
         run early (the loaders passed to ``fit`` have no epoch-dependent order to get wrong).
         """
         trainer = self.trainer
-        datamodule = trainer.datamodule
+        datamodule = trainer.datamodule  # type: ignore[attr-defined]  # set by Lightning's data connector, undeclared
         if trainer.train_dataloader is None and datamodule is not None:
             length = len(datamodule.train_dataloader())
             limit = trainer.limit_train_batches
@@ -328,13 +333,14 @@ class PoseEstimator(pl.LightningModule):
             trainer.fit_loop.setup_data()
         return trainer.num_training_batches
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         optimizer = self.build_optimizer()
         trainer = self.trainer
         batches = self._training_batches()
         if math.isinf(batches):
-            if self.hparams.schedule != "none" or self.hparams.warmup_epochs > 0:
-                raise ValueError(f"schedule {self.hparams.schedule!r} and warm-up need a training dataloader with a length")
+            if self.hparams["schedule"] != "none" or self.hparams["warmup_epochs"] > 0:
+                schedule = self.hparams["schedule"]
+                raise ValueError(f"schedule {schedule!r} and warm-up need a training dataloader with a length")
             batches = 1
         steps_per_epoch = math.ceil(batches / trainer.accumulate_grad_batches)
         max_epochs = trainer.max_epochs if trainer.max_epochs not in (None, -1) else None
@@ -383,7 +389,8 @@ class HeatmapEstimator(PoseEstimator):
         super().__init__(**kwargs)
         height, width = self.input_size
         if height % self.output_stride or width % self.output_stride:
-            raise ValueError(f"input_size {[height, width]} must be divisible by the output stride {self.output_stride}")
+            raise ValueError(f"input_size {[height, width]} must be divisible by the output stride "
+                             f"{self.output_stride}")
         self.heatmap_size = (height // self.output_stride, width // self.output_stride)
         self.codec = HeatmapCodec(self.input_size, self.heatmap_size, sigma, unbiased=unbiased_encoding,
                                   convention=self.convention)
@@ -407,7 +414,7 @@ class HeatmapEstimator(PoseEstimator):
     def predict_heatmaps(self, image: torch.Tensor, outputs: Outputs | None = None) -> torch.Tensor:
         """Final heatmaps ``(B, K, h, w)`` of ``image``, averaged with the flipped pass when ``flip_test``."""
         heatmaps = self.final_heatmaps(self(image) if outputs is None else outputs)
-        return self.flip_average(heatmaps, image) if self.hparams.flip_test else heatmaps
+        return self.flip_average(heatmaps, image) if self.hparams["flip_test"] else heatmaps
 
     def predict_protocols(
         self, image: torch.Tensor, outputs: Outputs | None = None, protocols: Sequence[Protocol] | None = None

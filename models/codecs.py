@@ -90,17 +90,20 @@ def _cv2_gaussian_kernel(size: int) -> np.ndarray:
     return cv2.getGaussianKernel(size, 0).ravel()
 
 
-def _to_tensor(values: np.ndarray | torch.Tensor, name: str) -> tuple[torch.Tensor, bool]:
-    """Tensor view of ``values`` and whether it came in as numpy (to hand numpy back)."""
+def _to_tensor(values: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
+    """Tensor view of ``values`` (numpy shares its memory); anything else is a TypeError naming ``name``."""
     if isinstance(values, np.ndarray):
-        return torch.from_numpy(values), True
+        return torch.from_numpy(values)
     if isinstance(values, torch.Tensor):
-        return values, False
+        return values
     raise TypeError(f"{name} must be a numpy array or a torch tensor, got {type(values).__name__}")
 
 
-def _like_input(values: torch.Tensor, as_numpy: bool) -> np.ndarray | torch.Tensor:
-    return values.cpu().numpy() if as_numpy else values
+def _like_input(values: torch.Tensor, like: Array) -> Array:
+    """``values`` in the type ``like`` came in as: numpy (on the CPU) for numpy input, else the tensor."""
+    if isinstance(like, np.ndarray):
+        return values.cpu().numpy()
+    return values
 
 
 def _float(values: torch.Tensor) -> torch.Tensor:
@@ -290,7 +293,7 @@ def decode_heatmaps(heatmaps: Array, method: str = "dark", blur_kernel: int = 11
         raise ValueError(f"unknown heatmap decode method {method!r}; valid: {', '.join(DECODE_METHODS)}")
     _check_blur_kernel(blur_kernel)
     grid = get_convention(convention)
-    tensor, as_numpy = _to_tensor(heatmaps, "heatmaps")
+    tensor = _to_tensor(heatmaps, "heatmaps")
     if tensor.ndim != 4:
         raise ValueError(f"heatmaps must have shape (N, K, H, W), got {tuple(tensor.shape)}")
     # Decoding is not differentiable (argmax); never build a graph.
@@ -316,7 +319,7 @@ def decode_heatmaps(heatmaps: Array, method: str = "dark", blur_kernel: int = 11
         coords = (coords.double() + _taylor_offsets(values, interior)).to(maps.dtype)
     if grid.empty_peak != 0.0:
         coords = torch.where(positive.unsqueeze(-1), coords, grid.empty_peak)
-    return _like_input(coords, as_numpy), _like_input(scores, as_numpy)
+    return _like_input(coords, heatmaps), _like_input(scores, heatmaps)
 
 
 def _permutation(flip_permutation: Sequence[int] | np.ndarray | torch.Tensor, joints: int,
@@ -338,13 +341,13 @@ def flip_heatmaps_back(heatmaps: Array, flip_permutation: Sequence[int] | np.nda
     Mirrors the width axis and swaps left/right joints (``out[:, j] = flipped[:, perm[j]]``); with
     ``shift`` every column moves one pixel right (column 0 keeps its value), as HRNet's SHIFT_HEATMAP.
     """
-    maps, as_numpy = _to_tensor(heatmaps, "heatmaps")
+    maps = _to_tensor(heatmaps, "heatmaps")
     if maps.ndim != 4:
         raise ValueError(f"heatmaps must have shape (B, K, h, w), got {tuple(maps.shape)}")
     out = maps.flip(-1)[:, _permutation(flip_permutation, maps.shape[1], maps.device)]
     if shift:
         out = torch.cat([out[..., :1], out[..., :-1]], dim=-1)
-    return _like_input(out, as_numpy)
+    return _like_input(out, heatmaps)
 
 
 def flip_coordinates(coords: Array, width: int, flip_permutation: Sequence[int] | np.ndarray | torch.Tensor) -> Array:
@@ -352,11 +355,11 @@ def flip_coordinates(coords: Array, width: int, flip_permutation: Sequence[int] 
 
     x' = (width - 1) - x (pixel centres at integers) and joints swapped: ``out[:, j] = mirrored[:, perm[j]]``.
     """
-    points, as_numpy = _to_tensor(coords, "coords")
+    points = _to_tensor(coords, "coords")
     if points.ndim != 3 or points.shape[-1] != 2:
         raise ValueError(f"coords must have shape (B, K, 2), got {tuple(points.shape)}")
     mirrored = torch.stack([(width - 1) - points[..., 0], points[..., 1]], dim=-1)
-    return _like_input(mirrored[:, _permutation(flip_permutation, points.shape[1], points.device)], as_numpy)
+    return _like_input(mirrored[:, _permutation(flip_permutation, points.shape[1], points.device)], coords)
 
 
 def _check_keypoints(keypoints: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
@@ -484,8 +487,8 @@ class HeatmapCodec:
 
     def heatmap_to_crop(self, coords: Array) -> Array:
         """Heatmap px ``(..., 2)`` -> crop px ``(..., 2)``: ``(hm + offset) * stride - offset`` in ``coords``' dtype."""
-        offset = tuple((self.offset * s - self.offset) for s in self.stride)
-        return _scale_xy(coords, self.stride, offset)
+        (stride_x, stride_y), offset = self.stride, self.offset
+        return _scale_xy(coords, self.stride, (offset * stride_x - offset, offset * stride_y - offset))
 
     def decode(self, heatmaps: Array, method: str = "dark") -> tuple[Array, Array]:
         """Heatmaps ``(B, K, h, w)`` -> keypoints ``(B, K, 2)`` in crop px, scores ``(B, K)``."""

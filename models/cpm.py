@@ -161,7 +161,8 @@ class CPMNet(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.normal_(module.weight, std=0.01)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
         beliefs = [self.stage1(image)]
@@ -171,7 +172,7 @@ class CPMNet(nn.Module):
         centre = pool_centre_map(centre_map(height, width, self.centre_sigma, device=image.device, dtype=image.dtype))
         centre = centre.expand(batch, -1, -1, -1)
         shared = self.shared(image)
-        for features, refine in zip(self.features, self.refine):
+        for features, refine in zip(self.features, self.refine, strict=True):
             beliefs.append(refine(torch.cat([features(shared), beliefs[-1], centre], dim=1)))
         return beliefs
 
@@ -199,6 +200,8 @@ class ConvolutionalPoseMachine(HeatmapEstimator):
     official data layer does. ``stage1_lr_mult`` and ``bias_lr_mult`` are the prototxt's LR
     multipliers (biases also get no weight decay); ``caffe_init`` selects the N(0, 0.01) fillers.
     """
+
+    net: CPMNet
 
     output_stride = 8
     # Its centre map and belief-map grid are written for the aligned grid (module docstring).
@@ -255,12 +258,12 @@ class ConvolutionalPoseMachine(HeatmapEstimator):
         groups = []
         for params, lr_mult, decay in self._parameter_groups():
             if params:
-                groups.append({"params": params, "lr": hp.lr * lr_mult, "weight_decay": hp.weight_decay * decay})
-        if hp.optimizer == "adam":
-            return torch.optim.Adam(groups, lr=hp.lr)
-        if hp.optimizer == "rmsprop":
-            return torch.optim.RMSprop(groups, lr=hp.lr, alpha=hp.alpha, eps=hp.eps)
-        return torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum)
+                groups.append({"params": params, "lr": hp["lr"] * lr_mult, "weight_decay": hp["weight_decay"] * decay})
+        if hp["optimizer"] == "adam":
+            return torch.optim.Adam(groups, lr=hp["lr"])
+        if hp["optimizer"] == "rmsprop":
+            return torch.optim.RMSprop(groups, lr=hp["lr"], alpha=hp["alpha"], eps=hp["eps"])
+        return torch.optim.SGD(groups, lr=hp["lr"], momentum=hp["momentum"])
 
     def _parameter_groups(self) -> list[tuple[list[nn.Parameter], float, float]]:
         """(parameters, LR multiplier, weight-decay multiplier): stage-1 and other weights, then biases."""
@@ -271,15 +274,16 @@ class ConvolutionalPoseMachine(HeatmapEstimator):
         for name, param in self.named_parameters():
             groups[(id(param) in stage1, name.endswith(".bias"))].append(param)
         return [
-            (groups[(True, False)], hp.stage1_lr_mult, 1.0),
+            (groups[(True, False)], hp["stage1_lr_mult"], 1.0),
             (groups[(False, False)], 1.0, 1.0),
-            (groups[(True, True)], hp.stage1_lr_mult * hp.bias_lr_mult, 0.0),
-            (groups[(False, True)], hp.bias_lr_mult, 0.0),
+            (groups[(True, True)], hp["stage1_lr_mult"] * hp["bias_lr_mult"], 0.0),
+            (groups[(False, True)], hp["bias_lr_mult"], 0.0),
         ]
 
 
-_MPII = {"num_joints": MPII_JOINTS, "flip_pairs": MPII_FLIP_PAIRS, "optimizer": "sgd", "lr": 8e-5,
-         "weight_decay": 5e-4, "momentum": 0.9}
+# The paper's optimiser (SGD, LR 8e-5, momentum 0.9, weight decay 5e-4) is a run setting:
+# benchmark/configs/method/cpm.yaml.
+_MPII: dict[str, Any] = {"num_joints": MPII_JOINTS, "flip_pairs": MPII_FLIP_PAIRS}
 # The paper gives no parameter or FLOP figure; 31.2M is the released 6-stage MPII model's size.
 register_variant("cpm", "cpm", input_size=(368, 368), paper_params=31.2, stages=6, **_MPII)
 register_variant("cpm-tiny", "cpm", input_size=(128, 128), tiny=True, stages=3, width=16, head_width=64,

@@ -68,6 +68,7 @@ Deviations from the paper:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -78,7 +79,7 @@ from torchvision.ops import roi_align
 
 from models.base import Outputs, PoseEstimator
 from models.codecs import RegressionCodec
-from models.pretrained import create_timm_model
+from models.pretrained import create_timm_model, timm_num_features
 from models.registry import MPII_FLIP_PAIRS, MPII_JOINTS, register_method, register_variant
 from pixelgrid import CONVENTIONS, DEFAULT_CONVENTION
 
@@ -141,7 +142,9 @@ class AlexNetRegressor(nn.Module):
     @property
     def output(self) -> nn.Linear:
         """The final linear layer (2K outputs)."""
-        return self.regressor[-1]
+        layer = self.regressor[-1]
+        assert isinstance(layer, nn.Linear), "the regressor ends in its output layer"
+        return layer
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.regressor(self.features(image))
@@ -154,7 +157,7 @@ class TimmRegressor(nn.Module):
         super().__init__()
         self.backbone = create_timm_model(backbone, pretrained=pretrained, owner=f"deeppose ({backbone})",
                                           num_classes=0, global_pool="avg", **dict(backbone_args))
-        self.head = nn.Linear(self.backbone.num_features, outputs)
+        self.head = nn.Linear(timm_num_features(self.backbone), outputs)
 
     @property
     def output(self) -> nn.Linear:
@@ -185,11 +188,11 @@ class DeepPoseCascade(nn.Module):
     ``crop_fraction`` of the input crop per axis, resized to ``input_size`` (H, W).
     """
 
-    def __init__(self, regressors: Sequence[nn.Module], num_joints: int, input_size: Sequence[int],
-                 crop_fraction: float, convention: str = DEFAULT_CONVENTION) -> None:
+    def __init__(self, regressors: Sequence[AlexNetRegressor | TimmRegressor], num_joints: int,
+                 input_size: Sequence[int], crop_fraction: float, convention: str = DEFAULT_CONVENTION) -> None:
         super().__init__()
         self.stages = nn.ModuleList(regressors)
-        for refiner in self.stages[1:]:
+        for refiner in regressors[1:]:
             # Small output weights: a refiner starts out predicting "no displacement", so a new stage
             # starts no worse than its input; non-zero so that gradients reach the layers below.
             nn.init.normal_(refiner.output.weight, std=1e-3)
@@ -252,7 +255,13 @@ class DeepPose(PoseEstimator):
     ``loss``: ``"l2"`` (paper) or ``"smooth_l1"`` (mmpose).
     """
 
+    net: DeepPoseCascade
+
     conventions = CONVENTIONS
+    # Buffers (register_buffer in __init__), per refiner and joint: the error statistics.
+    error_mean: torch.Tensor
+    error_cov: torch.Tensor
+    error_batches: torch.Tensor
 
     def __init__(
         self,
@@ -283,7 +292,7 @@ class DeepPose(PoseEstimator):
                              f"{crop_fraction}, {simulated_fraction}, {stats_momentum}")
         outputs = 2 * self.num_joints
 
-        def regressor() -> nn.Module:
+        def regressor() -> AlexNetRegressor | TimmRegressor:
             if backbone == ALEXNET:
                 return AlexNetRegressor(self.input_size, outputs, channels, hidden, dropout, lrn, batch_norm)
             return TimmRegressor(backbone, outputs, pretrained, backbone_args or {})
@@ -309,11 +318,11 @@ class DeepPose(PoseEstimator):
         docstring); evaluation: each stage's loss on the cascade's own estimates ``outputs``."""
         estimates = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
         targets, weights = self.codec.encode(batch["keypoints"], batch["visible"])
-        kind = self.hparams.loss
+        kind = self.hparams["loss"]
         loss = _stage_loss(estimates[0], targets, weights, kind)
         sigma = self.net.crop_fraction
         if not self.training:
-            for previous, current in zip(estimates[:-1], estimates[1:]):
+            for previous, current in itertools.pairwise(estimates):
                 loss = loss + _stage_loss((current - previous) / sigma, (targets - previous) / sigma, weights, kind)
             return loss
         previous = estimates[0].detach()
@@ -335,7 +344,7 @@ class DeepPose(PoseEstimator):
         centred = (errors - mean) * w[..., None]
         cov = torch.einsum("bki,bkj->kij", centred, centred) / count.clamp(min=1)[:, None, None]
         seen = self.error_batches[index]
-        factor = torch.clamp(1.0 / (seen + 1.0), min=self.hparams.stats_momentum)
+        factor = torch.clamp(1.0 / (seen + 1.0), min=self.hparams["stats_momentum"])
         factor = torch.where(count >= 2, factor, torch.zeros_like(factor))
         self.error_mean[index] += factor[:, None] * (mean - self.error_mean[index])
         self.error_cov[index] += factor[:, None, None] * (cov - self.error_cov[index])
@@ -351,7 +360,7 @@ class DeepPose(PoseEstimator):
     def stage_inputs(self, index: int, previous: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Per (sample, joint): ``previous`` ``(B, K, 2)``, or a simulated estimate with probability
         ``simulated_fraction``."""
-        simulated = torch.rand(previous.shape[:2], device=previous.device) < self.hparams.simulated_fraction
+        simulated = torch.rand(previous.shape[:2], device=previous.device) < self.hparams["simulated_fraction"]
         return torch.where(simulated[..., None], self.simulate(index, targets), previous)
 
     # ---------------------------------------------------------------- prediction
@@ -360,7 +369,7 @@ class DeepPose(PoseEstimator):
         return self.codec.decode(outputs[-1].float())
 
 
-_MPII = {"num_joints": MPII_JOINTS, "flip_pairs": MPII_FLIP_PAIRS}
+_MPII: dict[str, Any] = {"num_joints": MPII_JOINTS, "flip_pairs": MPII_FLIP_PAIRS}
 register_variant("deeppose", "deeppose", input_size=(220, 220), stages=3, **_MPII)
 register_variant("deeppose-res50", "deeppose", input_size=(256, 256), modernized=True, backbone="resnet50.tv_in1k",
                  pretrained=True, stages=1, loss="smooth_l1", **_MPII)

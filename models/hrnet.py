@@ -157,11 +157,12 @@ class HighResolutionModule(nn.Module):
         self.relu = nn.ReLU(inplace=False)
 
     def forward(self, x: list[torch.Tensor]) -> list[torch.Tensor]:
-        x = [branch(features) for branch, features in zip(self.branches, x)]
+        x = [branch(features) for branch, features in zip(self.branches, x, strict=True)]
         fused = []
         for paths in self.fuse_layers:
+            assert isinstance(paths, nn.ModuleList), "fuse_layers holds one ModuleList of paths per output"
             total = paths[0](x[0])
-            for path, features in zip(paths[1:], x[1:]):
+            for path, features in zip(paths[1:], x[1:], strict=True):
                 total = total + path(features)
             fused.append(self.relu(total))
         return fused
@@ -245,32 +246,32 @@ def _unit_pairs(net: PoseHighResolutionNet, source: nn.Module) -> list[tuple[str
     the two structures disagree.
     """
 
-    def zipped(where: str, mine: Sequence[nn.Module], theirs: Sequence[nn.Module], allow_extra: bool = False):
-        if len(mine) > len(theirs) or (len(mine) != len(theirs) and not allow_extra):
-            raise ValueError(f"ImageNet weights: {where} has {len(mine)} entries here and {len(theirs)} in timm")
-        return zip(mine, theirs)
+    def zipped(where: str, allow_extra: bool = False) -> list[tuple[nn.Module, nn.Module]]:
+        """The entries of the container at module path ``where`` in both networks, paired in order
+        (timm's may have more with ``allow_extra``)."""
+        ours, others = list(net.get_submodule(where).children()), list(source.get_submodule(where).children())
+        if len(ours) > len(others) or (len(ours) != len(others) and not allow_extra):
+            raise ValueError(f"ImageNet weights: {where} has {len(ours)} entries here and {len(others)} in timm")
+        return list(zip(ours, others[: len(ours)], strict=True))
 
-    pairs = [(name, getattr(net, name), getattr(source, name)) for name in ("conv1", "bn1", "conv2", "bn2")]
-    pairs += [(f"layer1.{k}", a, b) for k, (a, b) in enumerate(zipped("layer1", net.layer1, source.layer1))]
+    pairs = [(name, net.get_submodule(name), source.get_submodule(name)) for name in ("conv1", "bn1", "conv2", "bn2")]
+    pairs += [(f"layer1.{k}", a, b) for k, (a, b) in enumerate(zipped("layer1"))]
     for t in (1, 2, 3):
-        for i, (a, b) in enumerate(zipped(f"transition{t}", getattr(net, f"transition{t}"),
-                                          getattr(source, f"transition{t}"))):
+        for i, (a, b) in enumerate(zipped(f"transition{t}")):
             if isinstance(a, nn.Identity) != isinstance(b, nn.Identity):
                 raise ValueError(f"ImageNet weights: transition{t}.{i} is an identity on one side only")
             if not isinstance(a, nn.Identity):
                 pairs.append((f"transition{t}.{i}", a, b))
     for s in (2, 3, 4):
-        stage, other_stage = getattr(net, f"stage{s}"), getattr(source, f"stage{s}")
-        for m, (mine, theirs) in enumerate(zipped(f"stage{s}", stage, other_stage)):
+        for m, _ in enumerate(zipped(f"stage{s}")):
             where = f"stage{s}.{m}"
-            for b, (branch, other) in enumerate(zipped(f"{where}.branches", mine.branches, theirs.branches)):
-                pairs += [(f"{where}.branches.{b}.{k}", x, y)
-                          for k, (x, y) in enumerate(zipped(f"{where}.branches.{b}", branch, other))]
+            for branch, _ in enumerate(zipped(f"{where}.branches")):
+                pairs += [(f"{where}.branches.{branch}.{k}", x, y)
+                          for k, (x, y) in enumerate(zipped(f"{where}.branches.{branch}"))]
             # The classifier's last module fuses into every branch; the pose network only into the first.
-            for i, (paths, others) in enumerate(zipped(f"{where}.fuse_layers", mine.fuse_layers, theirs.fuse_layers,
-                                                       allow_extra=True)):
+            for i, _ in enumerate(zipped(f"{where}.fuse_layers", allow_extra=True)):
                 pairs += [(f"{where}.fuse_layers.{i}.{j}", x, y)
-                          for j, (x, y) in enumerate(zipped(f"{where}.fuse_layers.{i}", paths, others))
+                          for j, (x, y) in enumerate(zipped(f"{where}.fuse_layers.{i}"))
                           if not isinstance(x, nn.Identity)]
     return pairs
 
@@ -293,7 +294,7 @@ def copy_timm_weights(net: PoseHighResolutionNet, source: nn.Module) -> int:
         ours, others = _leaves(mine), _leaves(theirs)
         if len(ours) != len(others):
             raise ValueError(f"ImageNet weights: {name} has {len(ours)} conv/BN layers here and {len(others)} in timm")
-        for k, (a, b) in enumerate(zip(ours, others)):
+        for k, (a, b) in enumerate(zip(ours, others, strict=True)):
             tensors = dict(itertools.chain(a.named_parameters(recurse=False), a.named_buffers(recurse=False)))
             sources = dict(itertools.chain(b.named_parameters(recurse=False), b.named_buffers(recurse=False)))
             if type(a) is not type(b) or tensors.keys() != sources.keys() or any(
@@ -364,7 +365,7 @@ class HRNet(HeatmapEstimator):
             rank_zero_info(f"hrnet: copied {count} ImageNet tensors from timm hrnet_w{width} onto the backbone")
 
 
-_COCO = {"num_joints": COCO_JOINTS, "flip_pairs": COCO_FLIP_PAIRS}
+_COCO: dict[str, Any] = {"num_joints": COCO_JOINTS, "flip_pairs": COCO_FLIP_PAIRS}
 register_variant("hrnet-w32", "hrnet", input_size=(256, 192), paper_gflops=7.1, paper_params=28.5,
                  width=32, **_COCO)
 register_variant("hrnet-w48", "hrnet", input_size=(256, 192), paper_gflops=14.6, paper_params=63.6,

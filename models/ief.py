@@ -30,7 +30,7 @@ Sources (paper sections of arXiv 1507.06550 v3; official code pulkitag/ief, Caff
 Checked against stored copies: the official code facts above and the project page's 81.8; the
 81.3 test row matches a benchmark listing's MPII shoulder figure (91.7). The paper's own text was not
 retrievable here, so its Sec. 2-3 facts (L = 20, T = 4, Algorithm 1, ``y_0`` = median) are as the
-issue and the paper state them, unverified against a stored copy.
+paper is cited for them, unverified against its text.
 
 Deviations (all of them):
 
@@ -79,7 +79,7 @@ import torch
 import torchvision
 from torch import nn
 
-from models.base import PoseEstimator, crop_to_image
+from models.base import Outputs, PoseEstimator, crop_to_image
 from models.pretrained import check_torchvision_weights
 from models.registry import MPII_FLIP_PAIRS, MPII_JOINTS, register_method, register_variant
 
@@ -117,11 +117,18 @@ def project_to_disc(correction: torch.Tensor, radius: float = 1.0) -> torch.Tens
     return correction * (radius / norm.clamp(min=radius))
 
 
+def _pair(values: tuple[int, ...]) -> tuple[int, int]:
+    """A Conv2d's (h, w) attribute as its constructor takes it (torch types it for convolutions of any dimension)."""
+    height, width = values
+    return height, width
+
+
 def _widened_first_conv(conv: nn.Conv2d, extra: int, rgb_scale: Sequence[float] | None) -> nn.Conv2d:
     """``conv`` with ``extra`` more input channels: ImageNet RGB filters kept (times ``rgb_scale``) when
     given, every other weight ~ truncated N(0, 0.01) (torchvision's GoogLeNet initialisation)."""
-    wide = nn.Conv2d(conv.in_channels + extra, conv.out_channels, conv.kernel_size, stride=conv.stride,
-                     padding=conv.padding, bias=conv.bias is not None)
+    padding = conv.padding if isinstance(conv.padding, str) else _pair(conv.padding)
+    wide = nn.Conv2d(conv.in_channels + extra, conv.out_channels, _pair(conv.kernel_size), stride=_pair(conv.stride),
+                     padding=padding, bias=conv.bias is not None)
     nn.init.trunc_normal_(wide.weight, mean=0.0, std=0.01, a=-2, b=2)
     if rgb_scale is not None:
         with torch.no_grad():
@@ -174,7 +181,7 @@ class TinySoftArgmaxRegressor(nn.Module):
         channels = [3 + num_joints, width, 2 * width, 2 * width, 4 * width]
         strides = [2, 2, 1, 1]
         layers: list[nn.Module] = []
-        for c_in, c_out, stride in zip(channels[:-1], channels[1:], strides):
+        for c_in, c_out, stride in zip(channels[:-1], channels[1:], strides, strict=True):
             layers += [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c_out),
                        nn.ReLU(inplace=True)]
         self.features = nn.Sequential(*layers, nn.Conv2d(channels[-1], num_joints, 1))
@@ -217,6 +224,11 @@ class IEFNetwork(nn.Module):
         return out.unflatten(1, (2, -1)).transpose(1, 2)
 
 
+def _corrections(outputs: Outputs) -> list[torch.Tensor]:
+    """``forward``'s raw corrections ``[(B, K, 2)] * T`` as a list (a lone tensor is a single step)."""
+    return [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
+
+
 @register_method("ief")
 class IterativeErrorFeedback(PoseEstimator):
     """IEF: ``num_steps`` (T) bounded corrections from the mean pose, trained with Fixed Path Consolidation.
@@ -226,6 +238,13 @@ class IterativeErrorFeedback(PoseEstimator):
     ``googlenet`` (the paper) or ``tiny``; ``tiny_width`` the tiny net's first width; ``pretrained``
     loads torchvision's ImageNet GoogLeNet (downloads).
     """
+
+    # Buffers (register_buffer in __init__): y_0, whether it is final, its running sums, the flip permutation.
+    mean_pose: torch.Tensor
+    mean_pose_frozen: torch.Tensor
+    _pose_sum: torch.Tensor
+    _pose_count: torch.Tensor
+    _flip_index: torch.Tensor
 
     def __init__(
         self,
@@ -250,8 +269,8 @@ class IterativeErrorFeedback(PoseEstimator):
         scale = width / PAPER_INPUT
         self.num_steps = int(num_steps)
         self.step_bound_px = float(step_bound) * scale
-        self.net = IEFNetwork(self.num_joints, self.input_size, float(render_sigma) * scale, self.step_bound_px, backbone,
-                              pretrained, int(tiny_width))
+        self.net = IEFNetwork(self.num_joints, self.input_size, float(render_sigma) * scale, self.step_bound_px,
+                              backbone, pretrained, int(tiny_width))
         # y_0: the crop centre until the first training epoch has estimated the mean pose.
         centre = torch.tensor([(width - 1) / 2.0, (height - 1) / 2.0])
         self.register_buffer("mean_pose", centre.expand(self.num_joints, 2).clone())
@@ -292,9 +311,9 @@ class IterativeErrorFeedback(PoseEstimator):
         """Estimates ``y_0 .. y_T`` ``(B, K, 2)`` crop px of ``image`` (no flip test)."""
         return self.path_from(self(image))
 
-    def crop_coordinates(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+    def crop_coordinates(self, outputs: Outputs) -> torch.Tensor:
         """The final estimate ``y_T`` ``(B, K, 2)`` crop px (the base's ``predict_protocols`` flip-tests it)."""
-        return self.path_from(outputs)[-1]
+        return self.path_from(_corrections(outputs))[-1]
 
     # ------------------------------------------------------------------ loss
     def correction_loss(self, raws: Sequence[torch.Tensor], poses: Sequence[torch.Tensor],
@@ -304,19 +323,20 @@ class IterativeErrorFeedback(PoseEstimator):
         keypoints = batch["keypoints"].to(raws[0].dtype)
         weight = (batch["visible"] > 0).to(raws[0].dtype)
         losses = []
-        for raw, pose in zip(raws, poses):
+        for raw, pose in zip(raws, poses, strict=True):
             target = bounded_target(keypoints, pose.detach(), self.step_bound_px) / self.step_bound_px
             losses.append(((project_to_disc(raw) - target) ** 2).sum(-1) * weight)
         return torch.stack(losses).sum() / (weight.sum().clamp(min=1.0) * len(losses))
 
-    def compute_loss(self, outputs: list[torch.Tensor], batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def compute_loss(self, outputs: Outputs, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The loss along the model's own path (``outputs`` from ``forward``); FPC training uses ``training_step``."""
-        return self.correction_loss(outputs, self.path_from(outputs)[:-1], batch)
+        raws = _corrections(outputs)
+        return self.correction_loss(raws, self.path_from(raws)[:-1], batch)
 
     # ------------------------------------------------------------------ Fixed Path Consolidation
     def fpc_round(self, epoch: int) -> int:
         """FPC round (0-based; round r trains steps 0..r) of training epoch ``epoch``."""
-        return min(epoch // self.hparams.epochs_per_round, self.num_steps - 1)
+        return min(epoch // self.hparams["epochs_per_round"], self.num_steps - 1)
 
     def _update_mean_pose(self, batch: Mapping[str, torch.Tensor]) -> None:
         visible = (batch["visible"] > 0).to(self._pose_sum.dtype)
@@ -384,7 +404,7 @@ class IterativeErrorFeedback(PoseEstimator):
         raw = self.net(image.repeat(steps, 1, 1, 1), torch.cat(poses))
         raws = list(raw.chunk(steps))
         loss = self.correction_loss(raws, poses, batch)
-        last_epoch_of_round = (epoch + 1) % self.hparams.epochs_per_round == 0
+        last_epoch_of_round = (epoch + 1) % self.hparams["epochs_per_round"] == 0
         if last_epoch_of_round and fpc_round + 1 < self.num_steps:
             self._write_path(batch, fpc_round + 1, poses[-1] + self.step_bound_px * project_to_disc(raws[-1]))
         self.log("train/loss", loss, prog_bar=True, batch_size=image.shape[0])
@@ -402,7 +422,7 @@ class IterativeErrorFeedback(PoseEstimator):
             self.fpc_path = checkpoint["ief_fpc_path"].float().cpu()
 
 
-_MPII = {"num_joints": MPII_JOINTS, "flip_pairs": MPII_FLIP_PAIRS}
+_MPII: dict[str, Any] = {"num_joints": MPII_JOINTS, "flip_pairs": MPII_FLIP_PAIRS}
 register_variant("ief", "ief", input_size=(224, 224), backbone="googlenet", num_steps=4, step_bound=20.0, **_MPII)
 register_variant("ief-tiny", "ief", input_size=(64, 64), tiny=True, backbone="tiny", pretrained=False,
                  tiny_width=16, num_steps=4, step_bound=20.0, **_MPII)

@@ -49,6 +49,14 @@ class PretrainedWeightsUnavailable(RuntimeError):
     """ImageNet weights are neither in the local cache nor downloadable now; the message says what to do."""
 
 
+def timm_num_features(model: nn.Module) -> int:
+    """Channels of a timm model's output features (its ``num_features``, an int on every timm model)."""
+    width = model.num_features
+    if not isinstance(width, int):
+        raise TypeError(f"{type(model).__name__}.num_features is {width!r}, not a timm model's channel count")
+    return width
+
+
 def create_timm_model(name: str, *, pretrained: bool, owner: str, **kwargs: Any) -> nn.Module:
     """``timm.create_model(name, pretrained=pretrained, **kwargs)``; cached weights load from their file.
 
@@ -72,11 +80,15 @@ def create_timm_model(name: str, *, pretrained: bool, owner: str, **kwargs: Any)
                       f"{cache_dir or hub_constants.HF_HUB_CACHE}")
         server = f"{hub_constants.ENDPOINT}/{repo}"
     if cfg.url:
-        cached = torch_hub_file(cfg.url, cache_dir)
+        # timm's url is a URL or a (URL, cache file name) pair (timm/models/_hub.py check_cached_file).
+        url, file_name = cfg.url, None
+        if isinstance(url, tuple):
+            url, file_name = url
+        cached = torch_hub_file(url, cache_dir, file_name)
         if os.path.isfile(cached):
             return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": cached}, **kwargs)
-        looked.append(f"{cfg.url} as {cached}")
-        server = server or cfg.url
+        looked.append(f"{url} as {cached}")
+        server = server or url
     if server:
         _require_download(owner, f"timm '{cfg.architecture}.{cfg.tag}'", looked, server, hub=bool(cfg.hf_hub_id))
     return timm.create_model(name, pretrained=True, **kwargs)
@@ -90,10 +102,11 @@ def check_torchvision_weights(weights: WeightsEnum, *, owner: str) -> None:
         _require_download(owner, f"torchvision {weights}", [f"{weights.url} as {cached}"], weights.url, hub=False)
 
 
-def torch_hub_file(url: str, cache_dir: str | os.PathLike[str] | None = None) -> str:
-    """Where ``torch.hub.load_state_dict_from_url(url, model_dir=cache_dir)`` keeps ``url``'s file."""
+def torch_hub_file(url: str, cache_dir: str | os.PathLike[str] | None = None, file_name: str | None = None) -> str:
+    """Where ``torch.hub.load_state_dict_from_url(url, model_dir=cache_dir, file_name=file_name)`` keeps
+    ``url``'s file (by default under the URL's own file name)."""
     folder = cache_dir or os.path.join(torch.hub.get_dir(), "checkpoints")
-    return os.path.join(folder, os.path.basename(urllib.parse.urlsplit(url).path))
+    return os.path.join(folder, file_name or os.path.basename(urllib.parse.urlsplit(url).path))
 
 
 def network_problem(url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:

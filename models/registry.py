@@ -1,7 +1,7 @@
 """The flat method registry: method names -> LightningModule classes, variant names -> presets.
 
 A method file registers its class with ``@register_method("name")`` and its presets with
-``register_variant(...)`` at the bottom of the same file (the timm pattern, README.md "Contributing");
+``register_variant(...)`` at the bottom of the same file (the timm pattern, docs/adding-a-method.md);
 ``models/__init__.py`` imports every module of the package, so a new file registers itself.
 A duplicate name fails loudly. ``build(name, **overrides)`` accepts a variant or a method name
 and checks every override against the constructor signatures of the class and its bases, so a
@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from models.base import PoseEstimator
 
-# Default skeletons of the paper variants, as plain lists (datamodules/skeletons.py: the MPII and COCO joint orders). The
-# harness overrides ``num_joints`` and ``flip_pairs`` from the dataset it trains on.
+# Default skeletons of the paper variants, as plain lists: models never import datamodules, so these restate
+# datamodules/skeletons.py's MPII and COCO (tests/models/test_registry.py ties them exactly). The harness always
+# passes ``num_joints`` and ``flip_pairs`` of the dataset it trains on.
 MPII_JOINTS = 16
 MPII_FLIP_PAIRS: list[list[int]] = [[0, 5], [1, 4], [2, 3], [10, 15], [11, 14], [12, 13]]
 COCO_JOINTS = 17
@@ -101,7 +102,7 @@ def accepted_kwargs(cls: type) -> set[str]:
     for klass in cls.__mro__:
         if "__init__" not in vars(klass) or klass is object:
             continue
-        parameters = inspect.signature(klass.__init__).parameters.values()
+        parameters = inspect.signature(vars(klass)["__init__"]).parameters.values()
         names.update(p.name for p in parameters
                      if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
         if not any(p.kind is p.VAR_KEYWORD for p in parameters):

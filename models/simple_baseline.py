@@ -13,8 +13,8 @@ Sources:
   with kernel 4, padding 1, output padding 0, no bias (``DECONV_WITH_BIAS: false``), BN, ReLU; the
   head is a 1x1 ``Conv2d`` with bias; deconvolution and head weights ~ N(0, 0.001), biases 0,
   BN weight 1 and bias 0.
-- Parameter and GFLOP figures of the variants: HRNet official README (COCO val table): R50 / R101 / R152 at 256x192 with 34.0 / 53.0 / 68.6 M parameters and
-  8.9 / 12.4 / 15.7 GFLOPs.
+- Parameter and GFLOP figures of the variants: HRNet official README (COCO val table): R50 / R101 / R152
+  at 256x192 with 34.0 / 53.0 / 68.6 M parameters and 8.9 / 12.4 / 15.7 GFLOPs.
 
 Deviations: the backbone comes from timm (``resnetXX.tv_in1k``, the torchvision ImageNet weights
 the official code loads, when ``pretrained`` is true). ``simplebaseline-tiny`` is ours: a
@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from models.base import HeatmapEstimator, init_heatmap_weights
-from models.pretrained import create_timm_model
+from models.pretrained import create_timm_model, timm_num_features
 from models.registry import COCO_FLIP_PAIRS, COCO_JOINTS, register_method, register_variant
 
 
@@ -67,7 +67,7 @@ class PoseResNet(nn.Module):
         # zero_init_last=False keeps torchvision's initialisation (timm zeroes each block's last BN).
         self.backbone = create_timm_model(backbone, pretrained=pretrained, owner=f"simplebaseline ({backbone})",
                                           num_classes=0, global_pool="", **{"zero_init_last": False, **backbone_args})
-        self.head = DeconvHead(self.backbone.num_features, num_joints, deconv_channels)
+        self.head = DeconvHead(timm_num_features(self.backbone), num_joints, deconv_channels)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(image))
@@ -97,7 +97,7 @@ class SimpleBaseline(HeatmapEstimator):
         self.net = PoseResNet(backbone, self.num_joints, deconv_channels, pretrained, dict(backbone_args or {}))
 
 
-_COCO = {"num_joints": COCO_JOINTS, "flip_pairs": COCO_FLIP_PAIRS}
+_COCO: dict[str, Any] = {"num_joints": COCO_JOINTS, "flip_pairs": COCO_FLIP_PAIRS}
 register_variant("simplebaseline-res50", "simplebaseline", input_size=(256, 192), paper_gflops=8.9,
                  paper_params=34.0, backbone="resnet50.tv_in1k", **_COCO)
 register_variant("simplebaseline-res101", "simplebaseline", input_size=(256, 192), paper_gflops=12.4,

@@ -97,7 +97,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import roi_align
 
-from models.base import HeatmapEstimator, Protocol, joints_mse_loss
+from models.base import HeatmapEstimator, Outputs, Protocol, joints_mse_loss
 from models.codecs import blur_kernel_for_sigma, decode_heatmaps, flip_heatmaps_back
 from models.registry import MPII_FLIP_PAIRS, MPII_JOINTS, register_method, register_variant
 from pixelgrid import DEFAULT_CONVENTION
@@ -200,7 +200,7 @@ class FineModel(nn.Module):
         boxes = self.boxes(centres.detach().to(features[0].dtype))
         # One sample per cell: the lattice is at least as fine as every cropped map (cell <= stride).
         return torch.cat([roi_align(f, boxes, output_size=self.grid, spatial_scale=1.0 / s, sampling_ratio=1,
-                                    aligned=True) for f, s in zip(features, self.strides)], dim=1)
+                                    aligned=True) for f, s in zip(features, self.strides, strict=True)], dim=1)
 
     def forward(self, features: Sequence[torch.Tensor], centres: torch.Tensor) -> torch.Tensor:
         batch, joints, _ = centres.shape
@@ -272,6 +272,13 @@ class TompsonNet(nn.Module):
         return outputs
 
 
+def _cascade(outputs: Outputs) -> TompsonOutputs:
+    """``outputs`` as the ``TompsonOutputs`` of ``TompsonNet`` (the base class types them as any method's)."""
+    if not isinstance(outputs, TompsonOutputs):
+        raise TypeError(f"Tompson needs the TompsonOutputs of its own forward pass, got {type(outputs).__name__}")
+    return outputs
+
+
 @register_method("tompson")
 class Tompson(HeatmapEstimator):
     """Tompson et al. (CVPR'15) cascade. ``channels``/``kernels``: the four tower convolutions;
@@ -279,6 +286,8 @@ class Tompson(HeatmapEstimator):
     and ``spatial_kernel``: the NIPS'14 spatial model; ``window`` (input px), ``fine_grid``,
     ``fine_channels``, ``fine_sigma`` (grid px), ``fine_weight``: the fine model and its loss weight;
     ``fine_backprop``: let the fine loss train the shared features; ``batch_norm``: BN after convs."""
+
+    net: TompsonNet
 
     output_stride = 4
     # The fine model crops windows on the aligned grid (mirrored centres at W - 1 - x).
@@ -339,18 +348,19 @@ class Tompson(HeatmapEstimator):
         inside = ((mu >= -0.5) & (mu <= fine.grid - 0.5)).all(dim=-1)
         weights = ((visible > 0) & inside).to(centres.dtype)
         axis = torch.arange(fine.grid, device=centres.device, dtype=centres.dtype)
-        sigma = self.hparams.fine_sigma
+        sigma = self.hparams["fine_sigma"]
         gx = torch.exp(-((axis - mu[..., :1]) ** 2) / (2 * sigma**2))
         gy = torch.exp(-((axis - mu[..., 1:]) ** 2) / (2 * sigma**2))
         return gy.unsqueeze(-1) * gx.unsqueeze(-2), weights
 
-    def compute_loss(self, outputs: TompsonOutputs, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def compute_loss(self, outputs: Outputs, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Coarse (and spatial) MSE + ``fine_weight`` x fine MSE at the training windows."""
+        outputs = _cascade(outputs)
         coarse_loss = super().compute_loss(list(outputs), batch)
         centres = self.training_centres(outputs.centres, batch["keypoints"], batch["visible"])
         targets, weights = self.fine_targets(batch["keypoints"], batch["visible"], centres)
         fine = self.net.fine(outputs.features, centres)
-        return coarse_loss + self.hparams.fine_weight * joints_mse_loss(fine, targets, weights)
+        return coarse_loss + self.hparams["fine_weight"] * joints_mse_loss(fine, targets, weights)
 
     def predict_stages(
         self, image: torch.Tensor, outputs: TompsonOutputs | None = None, protocol: Protocol | None = None
@@ -359,15 +369,16 @@ class Tompson(HeatmapEstimator):
         under ``protocol`` (default: the configured decoder and flip test)."""
         protocol = protocol or self.primary_protocol
         outputs = self(image) if outputs is None else outputs
-        mirrored = self.net.coarse(image.flip(-1)) if protocol[1] else None
-        return self._stages(outputs, mirrored, *protocol)
+        decoder, flip = protocol
+        return self._stages(outputs, self.net.coarse(image.flip(-1)) if flip else None, decoder)
 
-    def _stages(self, outputs: TompsonOutputs, mirrored: TompsonOutputs | None, decoder: str,
-                flip: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The coarse estimate decodes the final coarse heat-maps (flip-averaged with ``mirrored`` when
-        ``flip``); the fine estimate decodes the fine heat-maps of windows centred there (flip-averaged too)."""
+    def _stages(self, outputs: TompsonOutputs, mirrored: TompsonOutputs | None,
+                decoder: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The coarse estimate decodes the final coarse heat-maps (flip-averaged with ``mirrored``, the
+        mirrored coarse pass, when given); the fine estimate decodes the fine heat-maps of windows centred
+        there (flip-averaged too)."""
         heatmaps = outputs[-1]
-        if flip:
+        if mirrored is not None:
             heatmaps = 0.5 * (heatmaps + flip_heatmaps_back(mirrored[-1], self.flip_permutation,
                                                             shift=self.convention.flip_shift))
         coarse, scores = self.codec.decode(heatmaps.float(), method=decoder)
@@ -376,7 +387,7 @@ class Tompson(HeatmapEstimator):
         coarse = torch.stack([coarse[..., 0].clamp(0, width - 1), coarse[..., 1].clamp(0, height - 1)], dim=-1)
         fine_model = self.net.fine
         fine_maps = fine_model(outputs.features, coarse)
-        if flip:
+        if mirrored is not None:
             perm = torch.as_tensor(self.flip_permutation, device=coarse.device)
             centres = coarse[:, perm].clone()
             centres[..., 0] = (self.input_size[1] - 1) - centres[..., 0]
@@ -385,20 +396,20 @@ class Tompson(HeatmapEstimator):
         return coarse, fine_model.to_crop(grid, coarse), scores
 
     def predict_protocols(
-        self, image: torch.Tensor, outputs: TompsonOutputs | None = None, protocols: Sequence[Protocol] | None = None
+        self, image: torch.Tensor, outputs: Outputs | None = None, protocols: Sequence[Protocol] | None = None
     ) -> dict[Protocol, tuple[torch.Tensor, torch.Tensor]]:
         """The fine estimate under each protocol, from one plain and at most one mirrored coarse pass."""
         wanted = list(protocols or self.evaluation_protocols)
-        outputs = self(image) if outputs is None else outputs
+        plain = self(image) if outputs is None else _cascade(outputs)
         mirrored = self.net.coarse(image.flip(-1)) if any(flip for _, flip in wanted) else None
         predicted = {}
         for decoder, flip in wanted:
-            _, fine, scores = self._stages(outputs, mirrored, decoder, flip)
+            _, fine, scores = self._stages(plain, mirrored if flip else None, decoder)
             predicted[(decoder, flip)] = (fine, scores)
         return predicted
 
 
-_MPII = {"num_joints": MPII_JOINTS, "flip_pairs": MPII_FLIP_PAIRS}
+_MPII: dict[str, Any] = {"num_joints": MPII_JOINTS, "flip_pairs": MPII_FLIP_PAIRS}
 register_variant("tompson", "tompson", input_size=(256, 256), **_MPII)
 register_variant("tompson-tiny", "tompson", input_size=(128, 128), tiny=True, channels=[8, 16, 16, 32],
                  kernels=[5, 5, 5, 7], head_channels=32, dropout=0.1, spatial_kernel=7, window=24.0, fine_grid=12,

@@ -115,7 +115,8 @@ def make_synthpose_root(root: Path, fixtures: Path) -> Path:
     shutil.rmtree(root / "mpii" / "images")
     (root / "coco" / "annotations").mkdir(parents=True)
     for split in ("train", "val"):
-        shutil.copy(fixtures / "coco" / "test_coco.json", root / "coco" / "annotations" / f"person_keypoints_{split}.json")
+        annotations = root / "coco" / "annotations" / f"person_keypoints_{split}.json"
+        shutil.copy(fixtures / "coco" / "test_coco.json", annotations)
     (root / "coco" / "person_detection_results").mkdir()
     shutil.copy(
         fixtures / "coco" / "test_coco_det_AP_H_56.json",

@@ -5,9 +5,9 @@ records through the real loaders (``datamodules.datasets.build_dataset``), then 
 (images, persons, annotated joints), a missing annotation file, a split with 0 persons,
 malformed annotation entries (e.g. a wrong number of joints, a non-finite centre, scale, box or
 annotated keypoint), missing images, corrupt images, annotated joints outside their image, and
-the dataset fingerprint that run records carry. COCO-format val splits also get their
-person-detection file checked. A dataset with no split present at all is one problem that says
-where to get it.
+the dataset fingerprint that run records carry. Val splits whose protocol scores on detected
+person boxes (``benchmark.protocols``: COCO format) also get their person-detection file
+checked. A dataset with no split present at all is one problem that says where to get it.
 
 Every image is decoded with OpenCV (threads; cv2 releases the GIL) because that is the only
 way to find a corrupt file, and the decoded size gives the bounds for the joint check.
@@ -33,8 +33,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from benchmark.protocols import get_protocol
 from datamodules.datasets import (
     DATASETS,
+    FORMATS,
     HOW_TO_GET,
     LAYOUTS,
     SPLITS,
@@ -134,7 +136,8 @@ def _record_problems(dataset: PoseDataset, label: str) -> list[str]:
                 f"[{label}] record {index} ({record.image}): {record.keypoints.shape[0]} joints, expected {expected}"
             )
         elif not (np.isfinite(record.scale).all() and (record.scale > 0).all()):
-            problems.append(f"[{label}] record {index} ({record.image}): box scale {record.scale.tolist()} is not positive")
+            problems.append(f"[{label}] record {index} ({record.image}): box scale {record.scale.tolist()} "
+                            "is not positive")
     return problems
 
 
@@ -149,13 +152,15 @@ def _bounds_problems(dataset: PoseDataset, sizes: dict[str, tuple[int, int]], la
         width, height = size
         stated = record.extras.get("image_size")
         if stated is not None and tuple(stated) != size:
-            problems.append(f"[{label}] record {index}: annotation says {stated[0]}x{stated[1]} but {record.image} is {width}x{height}")
+            problems.append(f"[{label}] record {index}: annotation says {stated[0]}x{stated[1]} but {record.image} "
+                            f"is {width}x{height}")
         x, y = record.keypoints[:, 0], record.keypoints[:, 1]
         inside = (x >= -_BOUNDS_MARGIN) & (x <= width) & (y >= -_BOUNDS_MARGIN) & (y <= height)
         outside = np.flatnonzero(record.visible & ~inside)
         if outside.size:
             joints = ", ".join(f"{names[j]} ({x[j]:.1f}, {y[j]:.1f})" for j in outside)
-            problems.append(f"[{label}] record {index} ({record.image}): joint(s) outside the {width}x{height} image: {joints}")
+            problems.append(f"[{label}] record {index} ({record.image}): joint(s) outside the {width}x{height} "
+                            f"image: {joints}")
     return problems
 
 
@@ -179,10 +184,10 @@ def _check_split(
     images = sorted({r.image for r in dataset.records})
     statuses = _inspect_images(images, f"{name} {label}", progress)
     users = Counter(r.image for r in dataset.records)
-    for image, status in zip(images, statuses):
+    for image, status in zip(images, statuses, strict=True):
         if status.problem:
             problems.append(f"[{label}] {status.problem} ({users[image]} record(s))")
-    sizes = {image: status.size for image, status in zip(images, statuses) if status.size is not None}
+    sizes = {image: status.size for image, status in zip(images, statuses, strict=True) if status.size is not None}
     problems += _bounds_problems(dataset, sizes, label)
 
     check = SplitCheck(
@@ -193,7 +198,7 @@ def _check_split(
         annotated_joints=int(sum(int(r.visible.sum()) for r in dataset.records)),
         fingerprint=dataset.fingerprint(),
     )
-    if dataset.protocol == "coco" and split == "val":
+    if get_protocol(dataset.protocol).detections and split == "val":
         problems += _check_detections(name, root, fmt, label, check)
     return check, problems
 
@@ -224,7 +229,7 @@ def check_dataset(name: str, root: Path, splits: list[str] | None = None, *, pro
     if unknown:
         raise DatasetError(f"unknown split(s) {', '.join(unknown)}; valid: {', '.join(SPLITS)}")
     root = Path(root)
-    formats = ["mpii", "coco"] if name == "synthpose" else ["mpii"]
+    formats = list(FORMATS) if name == "synthpose" else ["mpii"]
     checks: list[SplitCheck] = []
     problems: list[str] = []
     for split in wanted:
@@ -235,6 +240,7 @@ def check_dataset(name: str, root: Path, splits: list[str] | None = None, *, pro
             problems += found
     if not any(c.present for c in checks) and all(c.notes for c in checks):
         problems = [
-            f"no split of {name} found under {root}\n    expected layout: {LAYOUTS[name]}\n    to get it: {HOW_TO_GET[name]}"
+            f"no split of {name} found under {root}\n    expected layout: {LAYOUTS[name]}\n"
+            f"    to get it: {HOW_TO_GET[name]}"
         ]
     return CheckReport(name, root, checks, problems)

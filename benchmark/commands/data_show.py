@@ -25,17 +25,12 @@ from matplotlib.patches import Polygon, Rectangle
 
 from benchmark.drawing import draw_skeleton
 from benchmark.files import atomic_write
+from benchmark.protocols import get_protocol
 from datamodules.datasets import build_dataset
 from datamodules.records import PIXEL_STD, DatasetError, PersonRecord
 from datamodules.skeletons import Skeleton
 from datamodules.topdown import TopDownDataset, read_image
-from datamodules.transforms import (
-    HRNET_COCO,
-    HRNET_MPII,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    TopDownTransform,
-)
+from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD, TopDownTransform, augmentation_preset
 
 FIGURE_SIZE_PX = (1200, 600)
 """(width, height) of the PNG ``show_sample`` writes."""
@@ -57,7 +52,8 @@ def _draw_full_image(
     width_height = np.asarray(record.scale, dtype=np.float64) * PIXEL_STD
     corner = np.asarray(record.center, dtype=np.float64) - width_height / 2
     ax.add_patch(
-        Rectangle(corner, *width_height, fill=False, edgecolor="yellow", linewidth=1.5, label="centre/scale box")
+        Rectangle((corner[0], corner[1]), *width_height, fill=False, edgecolor="yellow", linewidth=1.5,
+                  label="centre/scale box")
     )
     if record.bbox is not None:
         x, y, w, h = np.asarray(record.bbox, dtype=np.float64)
@@ -97,9 +93,9 @@ def show_sample(
 ) -> Path:
     """Draw person record ``index`` of ``data``/``split`` and its crop to ``out``; returns ``out``.
 
-    ``augment`` applies HRNet's training augmentation (``HRNET_COCO`` for COCO-17 skeletons,
-    ``HRNET_MPII`` otherwise) at epoch 0, seed 0. The PNG is
-    ``FIGURE_SIZE_PX`` (1200 x 600). An index outside the records raises ``DatasetError``.
+    ``augment`` applies the reference training augmentation of the dataset's protocol (HRNet's COCO
+    or MPII one, ``benchmark.protocols``) at epoch 0, seed 0. The PNG is ``FIGURE_SIZE_PX``
+    (1200 x 600). An index outside the records raises ``DatasetError``.
     """
     height, width = (int(v) for v in input_size)
     dataset = build_dataset(data, Path(root), split, aspect_ratio=width / height)
@@ -107,7 +103,7 @@ def show_sample(
     if not 0 <= index < count:
         raise DatasetError(f"index {index} is out of range: {data} {split} has {count} records (0..{count - 1})")
     record = dataset.records[index]
-    augmentation = (HRNET_COCO if dataset.skeleton.name == "coco" else HRNET_MPII) if augment else None
+    augmentation = augmentation_preset(get_protocol(dataset.protocol).augmentation) if augment else None
     transform = TopDownTransform((height, width), dataset.skeleton, augmentation=augmentation, seed=0)
     sample = TopDownDataset(dataset.records, transform)[(0, index)]
 

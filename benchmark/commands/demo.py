@@ -1,67 +1,65 @@
 """``make demo`` / ``python -m benchmark demo``: every registered method, trained and scored on a laptop.
 
-The demo generates SynthPose once (``data/synthpose-demo``), trains the tiny preset of every
-method in the registry on the CPU in each SynthPose format (MPII: 16 joints scored with PCKh;
-COCO: 17 joints scored with COCO AP), tests each under its protocol with every decoder and flip
-test, and writes ``results/demo/LEADERBOARD.md`` (+ CSV and the accuracy-versus-GFLOPs plot) from
-the run records in ``results/demo/runs/``; every run also leaves its prediction gallery there.
+The demo is a sweep, ``benchmark/configs/sweeps/demo.yaml``, run by the sweep runner
+(benchmark/commands/sweep.py): the demo preset of every method in the registry
+(``recipe/demo_<method>.yaml``: tiny variant, input size, a CPU-sized optimiser and epoch count) in each
+SynthPose format (MPII: 16 joints scored with PCKh; COCO: 17 joints scored with COCO AP), trained and
+tested on the CPU under its protocol with every decoder and flip test. ``run_demo`` generates
+SynthPose if absent (``data/synthpose-demo``, with the sizes and seed the sweep file sets), runs the
+sweep that ``demo_sweep`` builds, and writes ``results/demo/LEADERBOARD.md`` (+ CSV and the
+accuracy-versus-GFLOPs plot) from the run records in ``results/demo/runs/``, where every run also
+leaves its prediction gallery.
 
-A method's preset is the recipe ``benchmark/configs/recipe/demo_<method>.yaml`` (tiny variant,
-input size, a CPU-sized optimiser and epoch count); a method without one is an error naming the
-missing file, so a new method joins the demo with its YAML. Runs go to ``jobs`` worker processes
-(default: one per core, one torch thread each; tiny models gain more from parallel runs than from
-threads) and a single progress bar counts their training epochs. A run whose record is already
-in ``results/demo/runs`` with the same setting (``leaderboard.setting_hash``) and seed is reused, so
-an interrupted demo resumes; delete ``results/demo`` to start over.
+``demo_sweep`` is the sweep file with the demo's choices filled in: the methods (``--method``, default
+the registry, ``models.METHODS``) replace the file's ``demo_{method}`` placeholder, so a new method joins
+the demo with its model file and its demo recipe alone, and a registered method without that recipe is
+an error naming the missing file; ``--format`` narrows ``data.format``; ``--out`` (the records go to
+``<out>/runs``) and ``key=value`` overrides become constant parameters of every run. The runner runs
+``--jobs`` runs at a time (default: one per core, one torch thread each: tiny models gain more from
+parallel runs than from threads), each run's output in its log file under ``outputs/demo/``, with one
+progress bar counting the runs. It skips a run whose record is already in ``results/demo/runs`` with
+every value of the sweep (parameters and overrides), so an interrupted demo resumes. A record that
+differs only in a setting the sweep does not name (from an earlier ``demo trainer.max_epochs=1`` when
+this one has no override) counts as done too: delete ``results/demo`` to start over.
 
-``check_demo_leaderboard`` is what CI runs after the demo: every registered method must have a
-row with a number in both SynthPose tables (PCKh@0.5 and AP).
+``check_demo_leaderboard`` is what CI runs after the demo (``demo --check``): every registered method
+must have a row with a number in both SynthPose tables (PCKh@0.5 and AP).
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import contextlib
+import argparse
 import dataclasses
+import logging
 import math
-import multiprocessing
-import os
-import queue
 import re
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
+from benchmark import run_record
+from benchmark.commands.launch import cpu_cores
+from benchmark.commands.sweep import fill_methods, load_sweep, plan_sweep, run_sweep, with_overrides
+from benchmark.errors import PoseBenchError
+
+log = logging.getLogger(__name__)
 
 FORMATS: tuple[str, ...] = ("mpii", "coco")
-PRIMARY_COLUMN = {"mpii": "PCKh@0.5", "coco": "AP"}
-"""The number every method must have in each SynthPose table of the demo leaderboard."""
-TABLE_TITLES = {"mpii": "### SynthPose (MPII format)", "coco": "### SynthPose (COCO format)"}
-DATA_ROOT = Path("data/synthpose-demo")
+DEMO_SWEEP = Path(__file__).resolve().parents[1] / "configs" / "sweeps" / "demo.yaml"
 OUT_DIR = Path("results/demo")
-RUNS_DIR = Path("outputs/demo")
-SYNTH_TRAIN = 500
-SYNTH_VAL = 100
-SYNTH_SEED = 0
 TITLE = "PoseBench demo: every method, tiny presets, SynthPose, CPU"
 
 
-class DemoError(RuntimeError):
+class DemoError(PoseBenchError):
     """The demo cannot run as asked (a method without a preset, ...); the message says why."""
 
 
 @dataclasses.dataclass(frozen=True)
 class DemoRun:
-    """One training run of the demo: a method's preset in one SynthPose format."""
+    """One run of the demo: a method's preset in one SynthPose format."""
 
     method: str
     data_format: str
-    overrides: tuple[str, ...]
-    epochs: int
-    log: Path
 
     @property
     def label(self) -> str:
@@ -70,24 +68,23 @@ class DemoRun:
 
 def preset_path(method: str) -> Path:
     """The demo recipe of ``method``: ``benchmark/configs/recipe/demo_<method>.yaml``."""
-    from benchmark.config import CONFIG_DIR
-
-    return CONFIG_DIR / "recipe" / f"demo_{method}.yaml"
+    return DEMO_SWEEP.parents[1] / "recipe" / f"demo_{method}.yaml"
 
 
-def plan_demo(
+def demo_sweep(
     methods: list[str] | None = None,
     formats: tuple[str, ...] = FORMATS,
-    data_root: Path = DATA_ROOT,
+    data_root: Path | None = None,
     out_dir: Path = OUT_DIR,
-    runs_dir: Path = RUNS_DIR,
+    runs_dir: Path | None = None,
     extra: tuple[str, ...] = (),
-) -> list[DemoRun]:
-    """The demo's runs: every method of the registry (or ``methods``) x ``formats``, in that order."""
-    from benchmark.config import load_config
+) -> dict[str, Any]:
+    """The demo's sweep spec: ``sweeps/demo.yaml`` for ``methods`` (default: the registry) x ``formats``,
+    with ``data_root``, the records folder ``out_dir/runs``, the run folder ``runs_dir`` (None: the
+    file's) and ``extra`` overrides as constant parameters."""
     from models import METHODS
 
-    chosen = sorted(METHODS) if not methods else list(methods)
+    chosen = sorted(METHODS) if not methods else list(dict.fromkeys(methods))
     unknown = sorted(set(chosen) - set(METHODS))
     if unknown:
         raise DemoError(f"unknown method(s) {unknown}; registered: {', '.join(sorted(METHODS))}")
@@ -98,165 +95,89 @@ def plan_demo(
     bad = sorted(set(formats) - set(FORMATS))
     if bad:
         raise DemoError(f"unknown SynthPose format(s) {bad}; valid: {', '.join(FORMATS)}")
-    runs = []
-    for method in chosen:
-        for data_format in formats:
-            overrides = (
-                f"recipe=demo_{method}", "data=synthpose", f"data.format={data_format}", f"data.root={data_root}",
-                f"data.synth_train={SYNTH_TRAIN}", f"data.synth_val={SYNTH_VAL}", f"data.synth_seed={SYNTH_SEED}",
-                f"results_dir={out_dir / 'runs'}", f"output_dir={runs_dir}", f"run_name=demo_{method}_{data_format}",
-                "trainer.accelerator=cpu", "trainer.devices=1", "trainer.enable_progress_bar=false", *extra,
-            )
-            epochs = load_config(list(overrides)).trainer.max_epochs
-            runs.append(DemoRun(method, data_format, overrides, epochs, Path(runs_dir) / f"demo_{method}_{data_format}.log"))
-    return runs
+    spec = load_sweep(DEMO_SWEEP)
+    spec["parameters"]["data.format"] = {"values": list(dict.fromkeys(formats))}
+    overrides = [f"results_dir={Path(out_dir) / 'runs'}", *([f"data.root={data_root}"] if data_root else []),
+                 *([f"output_dir={runs_dir}"] if runs_dir else []), *extra]
+    return with_overrides(fill_methods(spec, chosen), overrides)
 
 
-def finished_record(run: DemoRun, records_dir: Path) -> Path | None:
-    """A record in ``records_dir`` of the same setting and seed as ``run`` (resume), else None."""
-    from benchmark import run_record
-    from benchmark.commands.leaderboard import setting_hash
-    from benchmark.config import load_config, to_dict
-
-    config = to_dict(load_config(list(run.overrides)))
-    wanted = (setting_hash(config), config["seed"])
-    for path in sorted(Path(records_dir).glob("*.json")):
-        record = run_record.read_record(path)
-        if (setting_hash(record["config"]), record["seed"]) == wanted:
-            return path
-    return None
+def _constant(spec: dict[str, Any], name: str) -> Any:
+    """The value of the sweep's constant parameter ``name``."""
+    return spec["parameters"][name]["value"]
 
 
-class _EpochReporter(pl.Callback):
-    """Puts ``(label, epoch)`` on a queue after every training epoch (the demo's progress bar)."""
+def generate_data(spec: dict[str, Any]) -> Path:
+    """Write SynthPose where the demo sweep reads it (``data.root``), unless it is there; the root."""
+    from datamodules.synthpose import generate_synthpose
 
-    def __init__(self, channel: Any, label: str) -> None:
-        self.channel = channel
-        self.label = label
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:  # noqa: D102
-        self.channel.put((self.label, trainer.current_epoch + 1))
-
-
-@contextlib.contextmanager
-def _output_to(path: Path) -> Iterator[None]:
-    """Send this process's stdout and stderr (file descriptors 1 and 2, so Lightning's and the C
-    libraries' output too) to ``path`` while the block runs: the parent shows one progress bar."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sys.stdout.flush(), sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with path.open("ab") as log:
-        os.dup2(log.fileno(), 1), os.dup2(log.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush(), sys.stderr.flush()
-            os.dup2(saved[0], 1), os.dup2(saved[1], 2)
-            os.close(saved[0]), os.close(saved[1])
-
-
-def _train_one(run: DemoRun, channel: Any, threads: int) -> dict[str, Any]:
-    """Worker: train and test one demo run (its output in ``run.log``); headline metric and record path."""
-    import torch
-
-    from benchmark.config import load_config
-    from benchmark.train import train
-
-    torch.set_num_threads(threads)
-    started = time.perf_counter()
-    with _output_to(run.log):
-        result = train(load_config(list(run.overrides)), extra_callbacks=(_EpochReporter(channel, run.label),))
-    test = result.results.get("test", {})
-    metric = "PCKh/Mean" if run.data_format == "mpii" else "AP"
-    return {"value": test.get(metric), "record": str(result.record_path), "seconds": time.perf_counter() - started}
-
-
-def _headline(run: DemoRun, value: float | None) -> str:
-    if value is None:
-        return "no number"
-    return f"PCKh@0.5 {value:.1f}" if run.data_format == "mpii" else f"AP {100 * value:.1f}"
+    root = Path(_constant(spec, "data.root"))
+    if not (root / "synthpose.json").is_file():
+        train, val, seed = (int(_constant(spec, f"data.synth_{key}")) for key in ("train", "val", "seed"))
+        log.info(f"Generating SynthPose ({train} train + {val} val images, seed {seed}) into {root}")
+        generate_synthpose(root, num_train=train, num_val=val, seed=seed, progress=True)
+    return root
 
 
 def run_demo(
     methods: list[str] | None = None,
     formats: tuple[str, ...] = FORMATS,
-    data_root: Path = DATA_ROOT,
+    data_root: Path | None = None,
     out_dir: Path = OUT_DIR,
-    runs_dir: Path = RUNS_DIR,
+    runs_dir: Path | None = None,
     jobs: int | None = None,
     extra: tuple[str, ...] = (),
 ) -> int:
-    """Generate SynthPose, train and test every run of ``plan_demo``, write the leaderboard and check
-    it; 0 when every run finished and the leaderboard has every method's numbers, 1 otherwise."""
-    from tqdm import tqdm
-
+    """Generate SynthPose, run the demo sweep (``jobs`` at a time, default one per core), write the
+    leaderboard and check it; 0 when every run finished and the leaderboard has every method's numbers,
+    1 otherwise, 128 + the signal number when a signal stopped the sweep (nothing written then)."""
     from benchmark.commands.leaderboard import generate_leaderboard
-    from datamodules.synthpose import generate_synthpose
 
     started = time.perf_counter()
-    runs = plan_demo(methods, formats, data_root, out_dir, runs_dir, extra)
-    if not (Path(data_root) / "synthpose.json").is_file():
-        print(f"Generating SynthPose ({SYNTH_TRAIN} train + {SYNTH_VAL} val images, seed {SYNTH_SEED}) into {data_root}")
-        generate_synthpose(data_root, num_train=SYNTH_TRAIN, num_val=SYNTH_VAL, seed=SYNTH_SEED, progress=True)
-    records_dir = Path(out_dir) / "runs"
-    pending = []
-    for run in runs:
-        done = finished_record(run, records_dir)
-        if done is None:
-            pending.append(run)
-        else:
-            print(f"{run.label}: reusing {done}")
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(pending) or 1))
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    print(f"Training {len(pending)} of {len(runs)} runs ({len(methods or []) or 'all'} methods x "
-          f"{len(formats)} formats) in {jobs} process(es), {threads} thread(s) each")
-    failures = _run_pending(pending, jobs, threads, tqdm)
-    path = generate_leaderboard(records_dir, out_dir, title=TITLE)
-    problems = check_demo_leaderboard(path, [run.method for run in runs], formats)
-    minutes = (time.perf_counter() - started) / 60
-    print(f"wrote {path} ({minutes:.1f} min)")
-    for problem in failures + problems:
-        print(f"error: {problem}", file=sys.stderr)
-    return 1 if failures or problems else 0
+    spec = demo_sweep(methods, formats, data_root, out_dir, runs_dir, extra)
+    generate_data(spec)
+    logs_dir = Path(runs_dir or _constant(spec, "output_dir"))
+    code = run_sweep(spec, jobs=jobs or cpu_cores(), logs_dir=logs_dir)
+    if code >= 128:
+        return code
+    path = generate_leaderboard(Path(out_dir) / "runs", out_dir, title=TITLE)
+    for run, record in demo_results(spec):
+        outcome = f"{_headline(run, _primary_value(run, record))} -> {record}" if record else "no record"
+        log.info(f"{run.label}: {outcome}")
+    problems = check_demo_leaderboard(path, methods or _registry(), formats)
+    log.info(f"wrote {path} ({(time.perf_counter() - started) / 60:.1f} min)")
+    for problem in problems:
+        log.error(f"error: {problem}")
+    return 1 if code or problems else 0
 
 
-def _run_pending(pending: list[DemoRun], jobs: int, threads: int, tqdm: Any) -> list[str]:
-    """Run ``pending`` in ``jobs`` spawned processes with one progress bar; the failures' messages."""
-    if not pending:
-        return []
-    failures: list[str] = []
-    context = multiprocessing.get_context("spawn")
-    with context.Manager() as manager, concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
-        channel = manager.Queue()
-        futures = {pool.submit(_train_one, run, channel, threads): run for run in pending}
-        bar = tqdm(total=sum(run.epochs for run in pending), unit="epoch", desc="demo", dynamic_ncols=True)
-        waiting = set(futures)
-        while waiting:
-            done, waiting = concurrent.futures.wait(waiting, timeout=0.5)
-            _drain(channel, bar)
-            for future in done:
-                run = futures[future]
-                try:
-                    outcome = future.result()
-                except Exception as error:  # noqa: BLE001 - a failed run is reported, the others go on
-                    failures.append(f"{run.label} failed: {type(error).__name__}: {error} (log: {run.log})")
-                    bar.write(f"{run.label}: FAILED ({type(error).__name__}: {error}); log: {run.log}")
-                    continue
-                bar.write(f"{run.label}: {_headline(run, outcome['value'])} in {outcome['seconds']:.0f} s "
-                          f"-> {outcome['record']}")
-        _drain(channel, bar)
-        bar.close()
-    return failures
+def demo_results(spec: dict[str, Any]) -> list[tuple[DemoRun, Path | None]]:
+    """Each run of the demo sweep ``spec`` and its record (None when it has none)."""
+    return [(DemoRun(run.params["recipe"].removeprefix("demo_"), run.params["data.format"]), run.record)
+            for run in plan_sweep(spec)]
 
 
-def _drain(channel: Any, bar: Any) -> None:
-    while True:
-        try:
-            label, epoch = channel.get_nowait()
-        except queue.Empty:
-            return
-        bar.update(1)
-        bar.set_postfix_str(f"{label} epoch {epoch}")
+def _primary_value(run: DemoRun, record: Path) -> float | None:
+    """The test score of ``record`` in the metric its protocol ranks by (None when it has none)."""
+    from benchmark.protocols import get_protocol
+
+    return run_record.read_record(record)["metrics"].get("test", {}).get(get_protocol(run.data_format).ranking_metric)
+
+
+def _registry() -> list[str]:
+    """Every registered method, sorted (the demo's default)."""
+    from models import METHODS
+
+    return sorted(METHODS)
+
+
+def _headline(run: DemoRun, value: float | None) -> str:
+    from benchmark.protocols import get_protocol
+
+    if value is None:
+        return "no number"
+    protocol = get_protocol(run.data_format)
+    return f"{protocol.primary[0].label} {protocol.display(value):.1f}"
 
 
 # ------------------------------------------------------------------------------ the check
@@ -286,13 +207,17 @@ _NUMBER = re.compile(r"^-?\d+(\.\d+)?( ± \d+(\.\d+)?)?$")
 def check_demo_leaderboard(path: Path | str, methods: list[str], formats: tuple[str, ...] = FORMATS) -> list[str]:
     """Problems of a demo leaderboard: each of ``methods`` needs a row with a finite number in the
     primary column of each format's SynthPose table. An empty list means it is complete."""
+    from benchmark.commands.leaderboard import synthpose_title
+    from benchmark.protocols import get_protocol
+
     path = Path(path)
     if not path.is_file():
         return [f"{path}: no leaderboard (the demo did not write it)"]
     markdown = path.read_text()
     problems = []
     for data_format in formats:
-        title, column = TABLE_TITLES[data_format], PRIMARY_COLUMN[data_format]
+        protocol = get_protocol(data_format)
+        title, column = f"### {synthpose_title(protocol)}", protocol.primary[0].label
         parsed = _table_rows(markdown, title)
         if parsed is None:
             problems.append(f"{path}: no table under '{title}'")
@@ -311,3 +236,33 @@ def check_demo_leaderboard(path: Path | str, methods: list[str], formats: tuple[
             elif not all(_NUMBER.match(cell) and math.isfinite(float(cell.split()[0])) for cell in cells):
                 problems.append(f"{path}: '{title}' row of {method} has no number in {column}: {cells}")
     return problems
+
+
+# ---- command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``demo [--method M ...] [--format F ...] [--jobs N] [--out DIR] [--check] [key=value ...]``."""
+    parser.add_argument("--method", action="append", help="only these methods (repeatable; default: the registry)")
+    parser.add_argument("--format", action="append", choices=list(FORMATS), help="SynthPose format(s) (default both)")
+    parser.add_argument("--jobs", type=int, default=None, help="parallel training processes (default: one per core)")
+    parser.add_argument("--out", type=Path, default=OUT_DIR, help="records, galleries and leaderboard")
+    parser.add_argument("--check", action="store_true",
+                        help="train nothing: exit 1 unless the demo leaderboard has every method's PCKh and AP")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every run")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo, or with ``--check`` only check its leaderboard (exit 1 when incomplete)."""
+    formats = tuple(args.format or FORMATS)
+    if not args.check:
+        return run_demo(args.method, formats, out_dir=args.out, jobs=args.jobs, extra=tuple(args.overrides))
+    from benchmark.commands.leaderboard import MARKDOWN_NAME
+
+    path = args.out / MARKDOWN_NAME
+    problems = check_demo_leaderboard(path, args.method or _registry(), formats)
+    for problem in problems:
+        log.error(f"error: {problem}")
+    if not problems:
+        log.info(f"{path}: every method has its PCKh@0.5 and AP")
+    return 1 if problems else 0

@@ -47,9 +47,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.client
+import logging
 import os
 import shutil
-import sys
 import tarfile
 import urllib.error
 import urllib.parse
@@ -58,9 +58,13 @@ import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from tqdm import tqdm
+
+from benchmark.errors import PoseBenchError
+
+log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10.0  # short, so an offline machine fails at once
 READ_TIMEOUT_S = 120.0  # generous, so a slow mirror does not abort a 19 GB download
@@ -78,7 +82,7 @@ def _archive_kind(path: str) -> str | None:
     return None
 
 
-class FetchError(RuntimeError):
+class FetchError(PoseBenchError):
     """A download, checksum or extraction failed; the message says what to do by hand."""
 
 
@@ -205,7 +209,7 @@ DATASET_ITEMS: dict[str, tuple[Item, ...]] = {"coco": COCO_ITEMS, "mpii": MPII_I
 def fetch_dataset(dataset: str, root: Path, only: list[str] | None = None, list_only: bool = False) -> int:
     """Fetch the public parts of ``dataset`` ("coco" or "mpii") into ``root``; returns the exit code."""
     if dataset not in DATASET_ITEMS:
-        print(f"error: unknown dataset {dataset!r}; choose one of {', '.join(DATASET_ITEMS)}", file=sys.stderr)
+        log.error(f"error: unknown dataset {dataset!r}; choose one of {', '.join(DATASET_ITEMS)}")
         return 2
     return fetch_items(DATASET_ITEMS[dataset], root, only=only, list_only=list_only)
 
@@ -226,12 +230,12 @@ def fetch_items(
     names = [item.name for item in items]
     unknown = sorted(set(only or ()) - set(names))
     if unknown:
-        print(f"error: unknown item(s) {', '.join(unknown)}; items are: {', '.join(names)}", file=sys.stderr)
+        log.error(f"error: unknown item(s) {', '.join(unknown)}; items are: {', '.join(names)}")
         return 2
     selected = [item for item in items if not only or item.name in only]
     root = Path(root)
     if list_only:
-        print(format_items(selected, root))
+        log.info(format_items(selected, root))
         return 0
     opener = _opener(read_timeout)
     pending_manual: list[Item] = []
@@ -243,16 +247,16 @@ def fetch_items(
             else:
                 _fetch_one(item, root, opener, connect_timeout)
     except FetchError as error:
-        print(f"error: {error}", file=sys.stderr)
+        log.error(f"error: {error}")
         return 1
     if pending_manual:
-        print("\nManual steps (not scriptable):")
+        log.info("\nManual steps (not scriptable):")
         for number, item in enumerate(pending_manual, start=1):
-            print(f"{number}. [{item.name}] " + _manual_text(item, root).replace("\n", "\n   "))
+            log.info(f"{number}. [{item.name}] " + _manual_text(item, root).replace("\n", "\n   "))
     if any(item.extract for item in selected):
-        print(f"\nArchives are kept in {root / DOWNLOAD_DIR}; once extracted they may be deleted "
+        log.info(f"\nArchives are kept in {root / DOWNLOAD_DIR}; once extracted they may be deleted "
               "(the .extracted stamps stop them being fetched again).")
-    print("\n" + format_layout(items, root))
+    log.info("\n" + format_layout(items, root))
     return 0
 
 
@@ -297,19 +301,19 @@ def _fetch_one(item: Item, root: Path, opener: urllib.request.OpenerDirector, co
     stamp = dest.with_name(dest.name + ".extracted")
     provided = all((root / p).exists() for p in item.provides)
     if item.extract and provided and _stamp_matches(stamp, item):
-        print(f"{item.name}: already extracted ({', '.join(item.provides)}), skipping")
+        log.info(f"{item.name}: already extracted ({', '.join(item.provides)}), skipping")
         return
     if item.extract and provided and not dest.exists():
         # Put there by hand or by another tool: never download 19 GB over existing data.
-        print(f"{item.name}: {', '.join(item.provides)} already present (not fetched here, so not verified); "
+        log.info(f"{item.name}: {', '.join(item.provides)} already present (not fetched here, so not verified); "
               "skipping — delete it to fetch it again")
         return
     if dest.exists():
         problem = _verify(dest, item)
         if problem is None:
-            print(f"{item.name}: {dest} present, {item.verification()} ok")
+            log.info(f"{item.name}: {dest} present, {item.verification()} ok")
         else:
-            print(f"{item.name}: {dest} is corrupt ({problem}); fetching it again")
+            log.info(f"{item.name}: {dest} is corrupt ({problem}); fetching it again")
             dest.unlink()
     if not dest.exists():
         _download(item, dest, opener, connect_timeout)
@@ -333,7 +337,7 @@ def _download(item: Item, dest: Path, opener: urllib.request.OpenerDirector, con
         # Nothing left to send: the .part may be whole already (interrupted before its rename).
         if _verify(part, item) is None:
             os.replace(part, dest)
-            print(f"{item.name}: {part} was already complete; {item.verification()} ok")
+            log.info(f"{item.name}: {part} was already complete; {item.verification()} ok")
             return
         part.unlink()
         _download(item, dest, opener, connect_timeout)
@@ -351,7 +355,7 @@ def _download(item: Item, dest: Path, opener: urllib.request.OpenerDirector, con
         part.unlink()
         raise FetchError(f"{dest.name} from {item.url} failed verification: {problem}; removed the download")
     os.replace(part, dest)
-    print(f"{item.name}: saved {dest} ({item.verification()} ok)")
+    log.info(f"{item.name}: saved {dest} ({item.verification()} ok)")
 
 
 def _open(
@@ -380,7 +384,7 @@ def _stream(
     offset = part.stat().st_size if resumed else 0
     hasher = hashlib.new(item.checksum.partition(":")[0]) if item.checksum is not None else None
     if resumed:
-        print(f"{item.name}: resuming {part.name} at byte {offset}")
+        log.info(f"{item.name}: resuming {part.name} at byte {offset}")
         if hasher is not None:
             with part.open("rb") as stream:
                 for chunk in iter(lambda: stream.read(CHUNK_BYTES), b""):
@@ -425,7 +429,7 @@ def _extract(item: Item, archive: Path, root: Path) -> None:
     missing = [p for p in item.provides if not (root / p).exists()]
     if missing:
         raise FetchError(f"{archive} did not contain {', '.join(missing)}; place them under {root} by hand")
-    print(f"{item.name}: extracted {count} files into {', '.join(str(root / p) for p in item.provides)}")
+    log.info(f"{item.name}: extracted {count} files into {', '.join(str(root / p) for p in item.provides)}")
 
 
 def _extract_members(item: Item, archive: Path, scratch: Path) -> int:
@@ -451,7 +455,7 @@ def _extract_members(item: Item, archive: Path, scratch: Path) -> int:
     return count
 
 
-def _members(archive: Path) -> Iterator[tuple[str, bool, Callable[[], BinaryIO]]]:
+def _members(archive: Path) -> Iterator[tuple[str, bool, Callable[[], IO[bytes]]]]:
     """Yield ``(name, is_dir, open)`` for the regular files and folders of a zip or tar archive."""
     if _archive_kind(archive.name) == "zip":
         with zipfile.ZipFile(archive) as bundle:
@@ -463,7 +467,7 @@ def _members(archive: Path) -> Iterator[tuple[str, bool, Callable[[], BinaryIO]]
         for member in tqdm(bundle, desc=f"extract {archive.name}", unit="file", disable=None):
             # Links and device files are skipped: an image archive has no business holding them.
             if member.isfile() or member.isdir():
-                yield member.name, member.isdir(), functools.partial(bundle.extractfile, member)
+                yield member.name, member.isdir(), functools.partial(_extract_file, bundle, member)
 
 
 def _map_member(name: str, mapping: tuple[tuple[str, str], ...]) -> str | None:
@@ -495,14 +499,22 @@ def _check_manual(item: Item, root: Path) -> bool:
     if item.checksum is not None:
         problem = _verify(dest, item)
         if problem is not None:
-            print(f"{item.name}: warning: {dest} does not match the checksum of known copies ({problem})")
+            log.warning(f"{item.name}: warning: {dest} does not match the checksum of known copies ({problem})")
             return True
-    print(f"{item.name}: present ({', '.join(item.provides)})")
+    log.info(f"{item.name}: present ({', '.join(item.provides)})")
     return True
 
 
+def _extract_file(bundle: tarfile.TarFile, member: tarfile.TarInfo) -> IO[bytes]:
+    """The contents of a regular-file (or folder) member; ``extractfile`` answers None only for links and devices."""
+    stream = bundle.extractfile(member)
+    if stream is None:
+        raise FetchError(f"{bundle.name!r}: member {member.name!r} has no contents to extract")
+    return stream
+
+
 def _manual_text(item: Item, root: Path) -> str:
-    return item.manual.format(root=root, dest=root / item.path)
+    return (item.manual or "").format(root=root, dest=root / item.path)
 
 
 def _verify(path: Path, item: Item) -> str | None:
@@ -541,23 +553,19 @@ def _bar(total: int | None, initial: int, desc: str) -> tqdm:
     return tqdm(total=total, initial=initial, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, disable=None)
 
 
-class _ReadTimeout:
-    """Connect (and TLS handshake) within the short timeout, then read with the long one."""
+class _HTTPConnection(http.client.HTTPConnection):
+    """Connect (and TLS handshake, in the HTTPS subclass) within the short timeout, then read with the long one."""
 
     def __init__(self, *args, read_timeout: float, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._read_timeout = read_timeout
 
     def connect(self) -> None:
-        super().connect()
+        super().connect()  # for _HTTPSConnection: HTTPSConnection.connect, the TLS handshake included
         self.sock.settimeout(self._read_timeout)
 
 
-class _HTTPConnection(_ReadTimeout, http.client.HTTPConnection):
-    pass
-
-
-class _HTTPSConnection(_ReadTimeout, http.client.HTTPSConnection):
+class _HTTPSConnection(_HTTPConnection, http.client.HTTPSConnection):
     pass
 
 
@@ -576,9 +584,8 @@ class _HTTPSHandler(urllib.request.HTTPSHandler):
         self._read_timeout = read_timeout
 
     def https_open(self, request: urllib.request.Request) -> http.client.HTTPResponse:
-        return self.do_open(
-            functools.partial(_HTTPSConnection, read_timeout=self._read_timeout), request, context=self._context
-        )
+        # No context argument: HTTPSConnection's default context, as this handler was built without one.
+        return self.do_open(functools.partial(_HTTPSConnection, read_timeout=self._read_timeout), request)
 
 
 def _opener(read_timeout: float) -> urllib.request.OpenerDirector:

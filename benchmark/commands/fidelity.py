@@ -23,24 +23,30 @@ with the source's ``batch`` and the ``samples`` of one PoseBench epoch) are conv
 within half an epoch (PoseBench steps its schedule at epoch boundaries); every setting of ``REQUIRED`` has
 a row.
 
-Sources of the rules: the issue's design (issue 12, part 3); the facts themselves are cited row by row.
+The rules and the row format are explained in docs/configuration.md ("Recipes hold only their diffs") and at the
+top of docs/fidelity.md; the facts themselves are cited row by row.
 """
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import math
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from benchmark.config import CONFIG_DIR, available, load_config, to_dict
+from benchmark.config import CONFIG_DIR, MISSING, available, load_config, lookup, to_dict
+from benchmark.errors import PoseBenchError
+
+if TYPE_CHECKING:
+    from models.base import PoseEstimator
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DOC_PATH = PROJECT_ROOT / "docs" / "fidelity.md"
@@ -49,7 +55,7 @@ EPOCH_TOLERANCE = 0.5
 UNITS = ("iterations",)
 
 
-class FidelityError(ValueError):
+class FidelityError(PoseBenchError):
     """A recipe's ``fidelity:`` block is malformed (names the recipe, the row and the key)."""
 
 
@@ -77,7 +83,7 @@ class Context:
 
     recipe: str
     config: dict[str, Any]
-    cls: type
+    cls: type[PoseEstimator]
     kwargs: dict[str, Any]
     input_size: list[int]
 
@@ -130,12 +136,15 @@ def _loss_entry(ctx: Context) -> tuple[str, str]:
     if "loss" in ctx.kwargs:
         key += f"[{ctx.kwargs['loss']}]"
     if key not in LOSSES:
-        raise KeyError(f"benchmark/commands/fidelity.py LOSSES does not describe {key}: add its loss and target weighting")
+        raise KeyError(f"benchmark/commands/fidelity.py LOSSES does not describe {key}: add its loss and target "
+                       f"weighting")
     return LOSSES[key]
 
 
 def _stride(ctx: Context) -> Any:
-    return ctx.cls.output_stride if ctx.heatmaps else "none (coordinate regression)"
+    from models.base import HeatmapEstimator
+
+    return ctx.cls.output_stride if issubclass(ctx.cls, HeatmapEstimator) else "none (coordinate regression)"
 
 
 def _flip_shift(ctx: Context) -> str:
@@ -160,7 +169,7 @@ CODE_SETTINGS: dict[str, Callable[[Context], Any]] = {
 """Named settings whose PoseBench value is read from the model class (``pretrained``: False when the class
 takes no such argument, i.e. it always starts from random weights)."""
 
-# (what the issue calls it, the settings that cover it, heatmap methods only)
+# (the setting as docs/fidelity.md names it, the keys that cover it, heatmap methods only)
 REQUIRED: tuple[tuple[str, tuple[str, ...], bool], ...] = (
     ("input size", ("model.input_size",), False),
     ("stride", ("stride",), True),
@@ -205,7 +214,7 @@ def read_rows(name: str) -> list[Row]:
         loaded = OmegaConf.to_container(OmegaConf.load(recipe_path(name)))
     except (OmegaConfBaseException, OSError, ValueError) as error:
         raise FidelityError(f"recipe {name}: cannot read {recipe_path(name)}: {error}") from None
-    block = (loaded or {}).get("fidelity") or []
+    block = (loaded.get("fidelity") if isinstance(loaded, dict) else None) or []
     if not isinstance(block, list):
         raise FidelityError(f"recipe {name}: 'fidelity' must be a list of rows, got {type(block).__name__}")
     return [_row(name, number, item) for number, item in enumerate(block, 1)]
@@ -233,10 +242,12 @@ def context(name: str) -> Context:
     cls = METHODS[preset.method if preset else variant]
     kwargs = {**constructor_defaults(cls), **(preset.kwargs if preset else {}), **config["model"]["kwargs"]}
     size = config["model"]["input_size"] or (list(preset.input_size) if preset else None)
+    if size is None:
+        raise FidelityError(f"recipe {name}: model.input_size is unset and {variant} has no preset size")
     return Context(name, config, cls, kwargs, size)
 
 
-def constructor_defaults(cls: type) -> dict[str, Any]:
+def constructor_defaults(cls: type[PoseEstimator]) -> dict[str, Any]:
     """Default keyword arguments of ``cls`` and of the bases its ``**kwargs`` reach (the subclass's win), but
     not ``PoseEstimator``'s: those (optimiser, flip test, decoder, ...) come from the run config's sections."""
     from models.base import PoseEstimator
@@ -245,7 +256,7 @@ def constructor_defaults(cls: type) -> dict[str, Any]:
     for klass in cls.__mro__:
         if "__init__" not in vars(klass) or klass in (object, PoseEstimator):
             continue
-        parameters = inspect.signature(klass.__init__).parameters.values()
+        parameters = inspect.signature(vars(klass)["__init__"]).parameters.values()
         for p in parameters:
             if p.default is not p.empty:
                 defaults.setdefault(p.name, p.default)
@@ -269,17 +280,8 @@ def resolve(row: Row, ctx: Context) -> Resolved:
     if setting.startswith("model.kwargs."):
         key = setting.removeprefix("model.kwargs.")
         return Resolved(row, ctx.kwargs.get(key), key in ctx.kwargs, "config")
-    found, value = _lookup(ctx.config, setting)
-    return Resolved(row, value, found, "config")
-
-
-def _lookup(config: Mapping[str, Any], dotted: str) -> tuple[bool, Any]:
-    node: Any = config
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return False, None
-        node = node[part]
-    return True, node
+    value = lookup(ctx.config, setting)
+    return Resolved(row, None if value is MISSING else value, value is not MISSING, "config")
 
 
 def _source_file(cls: type) -> str:
@@ -291,6 +293,8 @@ def in_epochs(row: Row) -> Any:
     """The source value converted from ``row.units`` to epochs (``value x batch / samples``); as is without units."""
     if row.units is None:
         return row.source
+    if not row.samples or not row.batch:
+        raise FidelityError(f"fidelity row {row.setting}: units {row.units!r} need 'samples' and 'batch'")
     per_epoch = row.samples / row.batch
 
     def convert(value: Any) -> Any:
@@ -302,7 +306,7 @@ def in_epochs(row: Row) -> Any:
 def same(source: Any, ours: Any, tolerance: float = 0.0) -> bool:
     """Equal values: numbers to ``tolerance`` (absolute; else 1e-9 relative), lists element-wise, no bool/number mix."""
     if isinstance(source, list) and isinstance(ours, (list, tuple)):
-        return len(source) == len(ours) and all(same(s, o, tolerance) for s, o in zip(source, ours))
+        return len(source) == len(ours) and all(same(s, o, tolerance) for s, o in zip(source, ours, strict=True))
     if isinstance(source, bool) or isinstance(ours, bool):
         return source is ours
     if isinstance(source, (int, float)) and isinstance(ours, (int, float)):
@@ -530,3 +534,27 @@ def write(path: Path = DOC_PATH) -> Path:
     """Write ``render()`` to ``path`` (docs/fidelity.md)."""
     path.write_text(render())
     return path
+
+
+# ---- command line
+
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``fidelity [--write]``."""
+    parser.add_argument("--write", action="store_true", help="write docs/fidelity.md instead of printing it")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print or write the table; every rule it breaks is an error line, and makes the exit status 1."""
+    import logging
+
+    log = logging.getLogger(__name__)
+    if args.write:
+        log.info(f"wrote {write().relative_to(PROJECT_ROOT)}")
+    else:
+        log.info(render().removesuffix("\n"))  # render() ends with its one newline; the logger adds it back
+    found = problems()
+    for problem in found:
+        log.error(f"error: {problem}")
+    return 1 if found else 0

@@ -37,11 +37,13 @@ has one, and the sha256 of published weights it scored, ``imported``, when it ha
 Every record set aside is named, with the record kept in its place, in one warning per group on
 stderr (``generate_leaderboard``) and in a list under the markdown's record count.
 
-Metric sources (benchmark/evaluation.py): MPII ``PCKh/Mean`` (PCKh@0.5), ``PCKh/Mean@0.1``,
-``PCKh/AUC`` (percent); COCO ``AP AP50 AP75 APM APL AR`` as pycocotools' fractions, shown here in
-percent; LSP ``PCK/Mean`` (PCK@0.2, torso; percent). Protocols: docs/conventions.md and
-README.md; the reference a record is compared with is the one its recipe wrote into
-``record["reference"]`` (configs/recipe/*.yaml ``reference:`` value, tolerance, source).
+Which columns a table has, what ranks it, the display scale and the per-joint table are the
+dataset protocol's (``benchmark.protocols``, docs/protocols.md): MPII ``PCKh/Mean`` (PCKh@0.5),
+``PCKh/Mean@0.1``, ``PCKh/AUC`` (percent); COCO ``AP AP50 AP75 APM APL AR`` as pycocotools'
+fractions, shown here in percent; LSP ``PCK/Mean`` (PCK@0.2, torso; percent). A record's protocol is
+its dataset's name (SynthPose: its format); tables follow the protocols' ``table_order``. The
+reference a record is compared with is the one its recipe wrote into ``record["reference"]``
+(configs/recipe/*.yaml ``reference:`` value, tolerance, source), judged by ``benchmark.reference.compare``.
 
 Same records, same bytes: records are read in sorted order, every table is sorted, numbers have
 a fixed precision, nothing depends on the time or the absolute paths, and the PNG is saved
@@ -56,45 +58,34 @@ decoder, flip_test, metrics}] (the decoding / flip-test ablation).
 
 from __future__ import annotations
 
+import argparse
 import csv
 import dataclasses
 import datetime
 import hashlib
 import io
 import json
+import logging
 import os
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from benchmark import run_record
+from benchmark.config import lookup
+from benchmark.errors import PoseBenchError
 from benchmark.files import atomic_write_bytes
+from benchmark.protocols import PROTOCOLS, Protocol, get_protocol, leaderboard_protocols
+from benchmark.reference import REFERENCE_SPLITS, compare
+from datamodules.datasets import FORMATS as SYNTHPOSE_FORMATS
+from models.codecs import DECODE_METHODS
+
+log = logging.getLogger(__name__)
 
 MARKDOWN_NAME = "LEADERBOARD.md"
 CSV_NAME = "leaderboard.csv"
 PLOT_NAME = "leaderboard.png"
 
-PRIMARY: dict[str, tuple[tuple[str, str], ...]] = {
-    "mpii": (("PCKh@0.5", "PCKh/Mean"), ("PCKh@0.1", "PCKh/Mean@0.1"), ("AUC", "PCKh/AUC")),
-    "coco": (("AP", "AP"), ("AP50", "AP50"), ("AP75", "AP75"), ("APM", "APM"), ("APL", "APL"), ("AR", "AR")),
-    "lsp": (("PCK@0.2", "PCK/Mean"),),
-}
-"""Per protocol: (column label, metric name in ``record["metrics"][stage]``); the first ranks rows."""
-
-DISPLAY_SCALE = {"mpii": 1.0, "coco": 100.0, "lsp": 1.0}
-"""pycocotools reports fractions; the leaderboard shows every metric in percent."""
-
-PER_JOINT: dict[str, tuple[str, ...]] = {
-    "mpii": tuple(f"PCKh/{name}" for name in ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Mean")),
-    "lsp": tuple(f"PCK/{name}" for name in ("r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "r_wrist",
-                                            "r_elbow", "r_shoulder", "l_shoulder", "l_elbow", "l_wrist", "neck",
-                                            "head_top", "Mean")),
-}
-"""Per-joint columns: MPII's standard table (left/right averaged), LSP's joint order (datamodules/skeletons.py)."""
-
-DECODERS = ("argmax", "quarter", "dark")
-REAL_DATASETS = (("mpii", "MPII"), ("coco", "COCO"), ("lsp", "LSP"))
 SYNTHETIC = "synthpose"
 RUN_ONLY_KEYS = ("seed", "run_name", "output_dir", "results_dir", "resume", "ckpt", "logger", "wandb_project",
                  "test_after_fit", "write_record", "data.root", "data.num_workers", "data.persistent_workers",
@@ -104,7 +95,7 @@ RUN_ONLY_KEYS = ("seed", "run_name", "output_dir", "results_dir", "resume", "ckp
 DASH = "–"
 
 
-class LeaderboardError(ValueError):
+class LeaderboardError(PoseBenchError):
     """A run record cannot be placed on the leaderboard; the message names the file and the field."""
 
 
@@ -115,7 +106,7 @@ class Entry:
     path: Path
     record: dict[str, Any]
     synthetic: bool
-    protocol: str
+    protocol: Protocol
     stage: str
     setting: str
 
@@ -134,7 +125,7 @@ class Row:
     """Runs of one setting (seeds): a line of a dataset table."""
 
     synthetic: bool
-    protocol: str
+    protocol: Protocol
     entries: list[Entry]
 
     @property
@@ -184,20 +175,12 @@ def fmt_stat(values: list[float], scale: float) -> str:
 # ------------------------------------------------------------------------------ reading
 
 
-def _get(mapping: Any, dotted: str, default: Any = None) -> Any:
-    for key in dotted.split("."):
-        if not isinstance(mapping, dict) or key not in mapping:
-            return default
-        mapping = mapping[key]
-    return mapping
-
-
 def setting_hash(config: dict[str, Any]) -> str:
     """sha256 of ``config`` without ``RUN_ONLY_KEYS`` (canonical JSON, sorted keys)."""
     reduced = json.loads(json.dumps(config))
     for dotted in RUN_ONLY_KEYS:
         *parents, last = dotted.split(".")
-        node = _get(reduced, ".".join(parents)) if parents else reduced
+        node = lookup(reduced, ".".join(parents), None) if parents else reduced
         if isinstance(node, dict):
             node.pop(last, None)
     return hashlib.sha256(json.dumps(reduced, sort_keys=True).encode()).hexdigest()
@@ -214,23 +197,28 @@ def read_entry(path: Path) -> Entry:
     name = record["dataset"]["name"]
     synthetic = name == SYNTHETIC
     if synthetic:
-        protocol = record["dataset"].get("format") or _get(record["config"], "data.format")
-        if protocol not in ("mpii", "coco"):
-            raise LeaderboardError(f"{path}: field 'dataset.format' must be 'mpii' or 'coco' for SynthPose, "
-                                   f"got {protocol!r}")
-    elif name in PRIMARY:
+        protocol = record["dataset"].get("format") or lookup(record["config"], "data.format", None)
+        if protocol not in SYNTHPOSE_FORMATS:
+            raise LeaderboardError(f"{path}: field 'dataset.format' must be "
+                                   f"{' or '.join(repr(f) for f in SYNTHPOSE_FORMATS)} for SynthPose, got {protocol!r}")
+    elif name in PROTOCOLS:
         protocol = name
     else:
         raise LeaderboardError(f"{path}: field 'dataset.name' is {name!r}; the leaderboard knows "
-                               f"{', '.join(sorted([*PRIMARY, SYNTHETIC]))}")
+                               f"{', '.join(sorted([*PROTOCOLS, SYNTHETIC]))}")
     metrics = record["metrics"]
     stage = "test" if metrics.get("test") else "val"
     if not metrics.get(stage):
         raise LeaderboardError(f"{path}: field 'metrics' has neither a 'test' nor a 'val' table")
-    primary = PRIMARY[protocol][0][1]
+    primary = get_protocol(protocol).ranking_metric
     if metrics[stage].get(primary) is None:
         raise LeaderboardError(f"{path}: field 'metrics.{stage}' lacks the primary metric {primary!r}")
-    return Entry(path, record, synthetic, protocol, stage, setting_hash(record["config"]))
+    # Records from before reference.split existed all had val references.
+    split = (record["reference"] or {}).get("split") or "val"
+    if split not in REFERENCE_SPLITS:
+        raise LeaderboardError(f"{path}: field 'reference.split' must be one of {', '.join(REFERENCE_SPLITS)}, "
+                               f"got {split!r}")
+    return Entry(path, record, synthetic, get_protocol(protocol), stage, setting_hash(record["config"]))
 
 
 def read_entries(records_dir: Path) -> list[Entry]:
@@ -278,9 +266,9 @@ def _trained_checkpoints(entries: list[Entry]) -> dict[str, Entry]:
     """sha256 -> the training record (no ``config.ckpt``) whose checkpoint or best checkpoint has it."""
     out: dict[str, Entry] = {}
     for e in entries:
-        if _get(e.record["config"], "ckpt"):
+        if lookup(e.record["config"], "ckpt", None):
             continue
-        for item in (e.record["checkpoint"], _get(e.record, "best.checkpoint")):
+        for item in (e.record["checkpoint"], lookup(e.record, "best.checkpoint", None)):
             if isinstance(item, dict) and item.get("sha256"):
                 out.setdefault(str(item["sha256"]), e)
     return out
@@ -311,7 +299,7 @@ def select_runs(entries: list[Entry]) -> tuple[list[Entry], list[str]]:
     trained = _trained_checkpoints([e for e in entries if id(e) not in dropped])
     for e in entries:
         sha = (e.record["checkpoint"] or {}).get("sha256")
-        source = trained.get(str(sha)) if sha and _get(e.record["config"], "ckpt") else None
+        source = trained.get(str(sha)) if sha and lookup(e.record["config"], "ckpt", None) else None
         if id(e) not in dropped and source is not None and source is not e:
             dropped.add(id(e))
             notes.append(f"{e.path.name} evaluates the checkpoint of {source.path.name} (sha256 {str(sha)[:12]}): "
@@ -332,15 +320,16 @@ def select_runs(entries: list[Entry]) -> tuple[list[Entry], list[str]]:
 
 
 def _input_size(record: dict[str, Any]) -> str:
-    size = record.get("input_size") or _get(record["config"], "model.input_size") or _get(record, "model.input_size")
+    size = (record.get("input_size") or lookup(record["config"], "model.input_size", None)
+            or lookup(record, "model.input_size", None))
     return f"{size[0]}x{size[1]}" if isinstance(size, (list, tuple)) and len(size) == 2 else DASH
 
 
 def _eval_label(record: dict[str, Any]) -> str:
     protocol = record.get("protocol") or {}
-    boxes = protocol.get("boxes", _get(record["config"], "data.val_boxes"))
-    flip = protocol.get("flip_test", _get(record["config"], "model.flip_test"))
-    decoder = protocol.get("decoder", _get(record["config"], "model.decoder"))
+    boxes = protocol.get("boxes", lookup(record["config"], "data.val_boxes", None))
+    flip = protocol.get("flip_test", lookup(record["config"], "model.flip_test", None))
+    decoder = protocol.get("decoder", lookup(record["config"], "model.decoder", None))
     named = {"gt": "GT boxes", "detections": "detected boxes"}
     # Records from before conventions existed were all on PoseBench's aligned grid.
     parts = [DASH if boxes is None else named.get(boxes, f"{boxes} boxes"),
@@ -386,7 +375,7 @@ def _rows(entries: list[Entry]) -> list[Row]:
 def rank(rows: list[Row]) -> list[Row]:
     """Best first by the first primary metric; ties by method, variant, setting."""
     def key(row: Row) -> tuple[Any, ...]:
-        mean = row.mean(PRIMARY[row.protocol][0][1])
+        mean = row.mean(row.protocol.ranking_metric)
         return (-(mean if mean is not None else float("-inf")), row.first["method"], row.first["variant"],
                 row.entries[0].stage, row.entries[0].setting)
 
@@ -403,22 +392,21 @@ def reference(row: Row) -> dict[str, Any] | None:
         return None
     stage, _, name = str(ref["metric"]).partition("/")
     values = [v for v in (e.record["metrics"].get(stage, {}).get(name) for e in row.entries) if v is not None]
-    ours = mean_std(values)[0]
     tolerance = ref.get("tolerance")
-    reproduced = ours is not None and tolerance is not None and abs(ours - ref["value"]) <= tolerance
-    scale = DISPLAY_SCALE[row.protocol]
-    label = next((lab for lab, key in PRIMARY[row.protocol] if key == name), name)
-    tol = DASH if tolerance is None else fmt(tolerance * scale)
-    # Records from before reference.split existed all had val references.
+    # Records from before reference.split existed all had val references (read_entry checks the value).
     split = ref.get("split") or "val"
-    comparable = split == "val"
-    verdict = f"reproduced (±{tol})" if reproduced else f"not reproduced (±{tol})"
+    verdict = compare(ref["value"], mean_std(values)[0], tolerance, split)
+    scale = row.protocol.display_scale
+    label = next((lab for lab, key in row.protocol.primary if key == name), name)
+    tol = DASH if tolerance is None else fmt(tolerance * scale)
+    if not verdict["comparable"]:
+        text = f"not comparable ({split}-split reference)"
+    else:
+        text = f"{'reproduced' if verdict['reproduced'] else 'not reproduced'} (±{tol})"
     return {
-        "label": label, "metric": ref["metric"], "paper": ref["value"] * scale, "ours": _scaled(ours, scale),
-        "delta": None if ours is None or not comparable else (ours - ref["value"]) * scale,
-        "tolerance": _scaled(tolerance, scale),
-        "verdict": verdict if comparable else f"not comparable ({split}-split reference)",
-        "source": ref.get("source") or "",
+        "label": label, "metric": ref["metric"], "paper": ref["value"] * scale, "ours": _scaled(verdict["ours"], scale),
+        "delta": _scaled(verdict["delta"], scale) if verdict["comparable"] else None,
+        "tolerance": _scaled(tolerance, scale), "verdict": text, "source": ref.get("source") or "",
     }
 
 
@@ -468,9 +456,8 @@ def _footnote(number: int, row: Row) -> str:
 
 def _main_table(rows: list[Row], footnotes: list[str]) -> list[str]:
     protocol = rows[0].protocol
-    scale = DISPLAY_SCALE[protocol]
     header = ["method", "variant", "kind", "input", "params (M)", "GFLOPs (paper)", "evaluation",
-              *[label for label, _ in PRIMARY[protocol]], "n", "paper", "Δ", "verdict"]
+              *[label for label, _ in protocol.primary], "n", "paper", "Δ", "verdict"]
     lines = []
     for row in rows:
         r = row.first
@@ -480,9 +467,9 @@ def _main_table(rows: list[Row], footnotes: list[str]) -> list[str]:
         footnotes.append(_footnote(len(footnotes) + 1, row))
         ref = reference(row)
         metrics = []
-        for _, key in PRIMARY[protocol]:
+        for _, key in protocol.primary:
             values = row.values(key)
-            text = fmt_stat(values, scale)
+            text = fmt_stat(values, protocol.display_scale)
             metrics.append(text if len(values) in (0, len(row.entries)) else f"{text} (n={len(values)})")
         lines.append([
             r["method"], f"{r['variant']}[^{len(footnotes)}]", _kind(r), _input_size(r),
@@ -496,13 +483,13 @@ def _main_table(rows: list[Row], footnotes: list[str]) -> list[str]:
 
 def _per_joint_table(rows: list[Row]) -> list[str]:
     protocol = rows[0].protocol
-    keys = PER_JOINT.get(protocol)
-    if keys is None or not any(row.values(k) for row in rows for k in keys[:-1]):
+    keys = protocol.per_joint
+    if not any(row.values(k) for row in rows for k in keys[:-1]):
         return []
     labels = [k.split("/", 1)[1] for k in keys]
     lines = [[row.first["method"], row.first["variant"], *[fmt(row.mean(k)) for k in keys]] for row in rows]
-    metric = "PCKh@0.5" if protocol == "mpii" else "PCK@0.2"
-    return [f"Per joint ({metric}, mean over runs):", "", *_table(["method", "variant", *labels], lines)]
+    return [f"Per joint ({protocol.primary[0].label}, mean over runs):", "",
+            *_table(["method", "variant", *labels], lines)]
 
 
 def _protocol_means(row: Row, metric: str) -> dict[tuple[str, bool], tuple[float | None, int]]:
@@ -517,18 +504,17 @@ def _protocol_means(row: Row, metric: str) -> dict[tuple[str, bool], tuple[float
 
 def _ablation_table(rows: list[Row]) -> list[str]:
     protocol = rows[0].protocol
-    label, metric = PRIMARY[protocol][0]
-    scale = DISPLAY_SCALE[protocol]
+    label, metric = protocol.primary[0]
     lines = []
     for row in rows:
         cells = _protocol_means(row, metric)
-        decoders = sorted({d for d, _ in cells},
-                          key=lambda d: (DECODERS.index(d) if d in DECODERS else len(DECODERS), d))
+        decoders = sorted({d for d, _ in cells}, key=lambda d: (
+            DECODE_METHODS.index(d) if d in DECODE_METHODS else len(DECODE_METHODS), d))
         for decoder in decoders:
             texts = []
             for flip in (False, True):
                 mean, n = cells.get((decoder, flip), (None, 0))
-                texts.append(DASH if mean is None else f"{fmt(mean * scale)} (n={n})")
+                texts.append(DASH if mean is None else f"{fmt(protocol.display(mean))} (n={n})")
             lines.append([row.first["method"], row.first["variant"], decoder, *texts])
     if not lines:
         return []
@@ -552,21 +538,26 @@ def _cost_table(tables: list[tuple[str, list[Row]]]) -> list[str]:
             *_table(["dataset", "method", "variant", "runs", "device-hours", "per run", "hardware"], lines)]
 
 
+def synthpose_title(protocol: Protocol) -> str:
+    """The heading of the SynthPose table in ``protocol``'s format, e.g. ``SynthPose (MPII format)``."""
+    return f"SynthPose ({protocol.title} format)"
+
+
 def _tables(rows: list[Row]) -> list[tuple[str, list[Row]]]:
     """``(title, ranked rows)`` per table: real datasets first, then SynthPose per format."""
     out = []
-    for protocol, title in REAL_DATASETS:
-        chosen = [r for r in rows if not r.synthetic and r.protocol == protocol and not r.entries[0].imported]
+    for protocol in leaderboard_protocols():
+        chosen = [r for r in rows if not r.synthetic and r.protocol is protocol and not r.entries[0].imported]
         if chosen:
-            out.append((title, rank(chosen)))
+            out.append((protocol.title, rank(chosen)))
         # Published checkpoints scored here are a table of their own, never ranked among trained models.
-        chosen = [r for r in rows if not r.synthetic and r.protocol == protocol and r.entries[0].imported]
+        chosen = [r for r in rows if not r.synthetic and r.protocol is protocol and r.entries[0].imported]
         if chosen:
-            out.append((f"{title}: published checkpoints (imported weights)", rank(chosen)))
-    for protocol in ("mpii", "coco"):
-        chosen = [r for r in rows if r.synthetic and r.protocol == protocol]
+            out.append((f"{protocol.title}: published checkpoints (imported weights)", rank(chosen)))
+    for protocol in leaderboard_protocols():
+        chosen = [r for r in rows if r.synthetic and r.protocol is protocol]
         if chosen:
-            out.append((f"SynthPose ({protocol.upper()} format)", rank(chosen)))
+            out.append((synthpose_title(protocol), rank(chosen)))
     return out
 
 
@@ -620,8 +611,9 @@ def render_markdown(entries: list[Entry], title: str, records_link: str = "runs"
     for table_title, rows in real:
         out += _dataset_section(table_title, rows, footnotes, "##")
     if synthetic and not real:
-        out += ["No run on a real dataset (MPII, COCO, LSP) has been recorded yet: the rows below are SynthPose "
-                "runs only.", ""]
+        titles = ", ".join(protocol.title for protocol in leaderboard_protocols())
+        out += [f"No run on a real dataset ({titles}) has been recorded yet: the rows below are SynthPose runs only.",
+                ""]
     if synthetic:
         out += ["## SynthPose", "",
                 "Synthetic data generated by PoseBench (`python -m benchmark data synth`): a sanity check of "
@@ -655,21 +647,20 @@ def render_csv(entries: list[Entry]) -> str:
             r = row.first
             model = r.get("model") or {}
             ref = reference(row)
-            scale = DISPLAY_SCALE[row.protocol]
-            for label, key in PRIMARY[row.protocol]:
-                mean, std, n = mean_std(v * scale for v in row.values(key))
-                own_ref = ref is not None and ref["metric"].partition("/")[2] == key
+            for label, key in row.protocol.primary:
+                mean, std, n = mean_std(row.protocol.display(v) for v in row.values(key))
+                own_ref = ref if ref is not None and ref["metric"].partition("/")[2] == key else None
                 writer.writerow([
-                    "synthpose" if row.synthetic else "real", title, row.protocol, row.entries[0].stage,
+                    "synthpose" if row.synthetic else "real", title, row.protocol.name, row.entries[0].stage,
                     r["method"], r["variant"], _kind(r).replace(DASH, ""), _input_size(r).replace(DASH, ""),
                     "" if model.get("params") is None else fmt(model["params"] / 1e6, 4),
                     "" if model.get("gflops") is None else fmt(model["gflops"], 4),
                     "" if model.get("paper_gflops") is None else fmt(model["paper_gflops"], 4),
                     _eval_label(r), row.entries[0].setting[:12], label,
                     "" if mean is None else fmt(mean, 4), "" if std is None else fmt(std, 4), n,
-                    fmt(ref["paper"], 4) if own_ref else "",
-                    fmt(ref["delta"], 4, sign=True) if own_ref and ref["delta"] is not None else "",
-                    ref["verdict"] if own_ref else "",
+                    "" if own_ref is None else fmt(own_ref["paper"], 4),
+                    "" if own_ref is None or own_ref["delta"] is None else fmt(own_ref["delta"], 4, sign=True),
+                    "" if own_ref is None else own_ref["verdict"],
                     fmt(sum(float(e.record["device_hours"]) for e in row.entries), 4),
                     ";".join(e.record["run_id"] for e in row.entries),
                     ";".join(e.record["git"].get("commit") or "" for e in row.entries),
@@ -678,22 +669,29 @@ def render_csv(entries: list[Entry]) -> str:
     return buffer.getvalue()
 
 
-def render_plot(entries: list[Entry]) -> bytes:
-    """PNG bytes: first primary metric (mean ± std) versus our GFLOPs, one panel per table."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
+def plot_panels(entries: list[Entry]) -> list[tuple[str, str, list[tuple[float, float, float, str]]]]:
+    """What ``render_plot`` draws: per table ``(title, metric label, [(GFLOPs, mean, std, variant)])``, the
+    first primary metric in percent; rows without GFLOPs or a mean are left out."""
     panels = []
     for title, rows in _tables(_rows(entries)):
-        label, key = PRIMARY[rows[0].protocol][0]
-        scale = DISPLAY_SCALE[rows[0].protocol]
+        protocol = rows[0].protocol
+        label, key = protocol.primary[0]
         points = []
         for row in rows:
             gflops = (row.first.get("model") or {}).get("gflops")
-            mean, std, _ = mean_std(v * scale for v in row.values(key))
+            mean, std, _ = mean_std(protocol.display(v) for v in row.values(key))
             if gflops is not None and gflops > 0 and mean is not None:
                 points.append((float(gflops), mean, std or 0.0, row.first["variant"]))
         panels.append((title, label, points))
+    return panels
+
+
+def render_plot(entries: list[Entry]) -> bytes:
+    """PNG bytes: first primary metric (mean ± std) versus our GFLOPs, one panel per table (``plot_panels``)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    panels = plot_panels(entries)
     columns = min(2, max(1, len(panels)))
     grid_rows = max(1, -(-len(panels) // columns))
     figure = Figure(figsize=(5.5 * columns, 4.0 * grid_rows), dpi=100)
@@ -708,7 +706,7 @@ def render_plot(entries: list[Entry]) -> bytes:
         if not points:
             axes.text(0.5, 0.5, "no GFLOPs in the records", ha="center", va="center", transform=axes.transAxes)
             continue
-        xs, ys, errors, _ = zip(*points)
+        xs, ys, errors, _ = zip(*points, strict=True)
         axes.errorbar(xs, ys, yerr=errors, fmt="o", capsize=3)
         for x, y, _, name in sorted(points, key=lambda p: (p[3], p[0], p[1])):
             axes.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
@@ -730,7 +728,7 @@ def generate_leaderboard(records_dir: Path, out_dir: Path, *, title: str = "Pose
     records_dir, out_dir = Path(records_dir), Path(out_dir)
     entries = read_entries(records_dir)
     for note in select_runs(entries)[1]:
-        print(f"warning: {records_dir}: {note}", file=sys.stderr)
+        log.warning(f"warning: {records_dir}: {note}")
     records_link = Path(os.path.relpath(records_dir.resolve(), out_dir.resolve())).as_posix()
     markdown = render_markdown(entries, title, records_link).encode("utf-8")
     table = render_csv(entries).encode("utf-8")
@@ -740,3 +738,20 @@ def generate_leaderboard(records_dir: Path, out_dir: Path, *, title: str = "Pose
     atomic_write_bytes(out_dir / CSV_NAME, table)
     atomic_write_bytes(out_dir / MARKDOWN_NAME, markdown)
     return out_dir / MARKDOWN_NAME
+
+
+# ---- command line
+
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``leaderboard [--records DIR] [--out DIR] [--title TEXT]``."""
+    parser.add_argument("--records", type=Path, default=Path("results/runs"), help="directory of run records")
+    parser.add_argument("--out", type=Path, default=Path("results"), help="where the leaderboard goes")
+    parser.add_argument("--title", default="PoseBench leaderboard")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Regenerate the leaderboard files and say where the Markdown went."""
+    log.info(f"wrote {generate_leaderboard(args.records, args.out, title=args.title)}")
+    return 0

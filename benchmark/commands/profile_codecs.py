@@ -14,6 +14,7 @@ interleaved runs after one warm-up, on the CPU, with whatever number of torch th
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -23,7 +24,10 @@ import cv2
 import numpy as np
 import torch
 
+from benchmark.errors import PoseBenchError
 from models.codecs import HeatmapCodec, decode_heatmaps
+
+log = logging.getLogger(__name__)
 
 SIGMA = 2.0
 STRIDE = 4
@@ -134,7 +138,7 @@ def _best_times(first: Callable[[], object], second: Callable[[], object], repea
 
 
 def _max_difference(vectorised: tuple, loop: tuple) -> float:
-    return max(float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in zip(vectorised, loop))
+    return max(float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in zip(vectorised, loop, strict=True))
 
 
 def profile_codecs(batch: int = 64, joints: int = 17, height: int = 64, width: int = 48, repeats: int = 5) -> dict:
@@ -146,8 +150,8 @@ def profile_codecs(batch: int = 64, joints: int = 17, height: int = 64, width: i
     ``speedup`` (loop / vectorised) and ``max_difference`` (largest disagreement of the two outputs).
     """
     if min(batch, joints, height, width, repeats) < 1:
-        raise ValueError(f"batch, joints, height, width and repeats must be >= 1, "
-                         f"got {batch}, {joints}, {height}, {width}, {repeats}")
+        raise PoseBenchError(f"batch, joints, height, width and repeats must be >= 1, "
+                             f"got {batch}, {joints}, {height}, {width}, {repeats}")
     rng = np.random.default_rng(0)
     input_hw = (height * STRIDE, width * STRIDE)
     keypoints = rng.uniform(0, (input_hw[1] - 1, input_hw[0] - 1), size=(batch, joints, 2)).astype(np.float32)
@@ -188,11 +192,11 @@ def profile_codecs(batch: int = 64, joints: int = 17, height: int = 64, width: i
     result = {"batch": batch, "joints": joints, "height": height, "width": width, "repeats": repeats,
               "threads": torch.get_num_threads(), "device": "cpu", "cpus": os.cpu_count(), "load_average": load,
               "rows": rows}
-    print(f"codecs: batch {batch} x {joints} joints, heatmap {height}x{width}, sigma {SIGMA:g}, "
-          f"stride {STRIDE}, blur {BLUR_KERNEL}; cpu ({result['cpus']} cores, load {load:.1f}), "
-          f"torch threads {result['threads']}; best of {repeats}")
-    print(f"{'step':<16} {'vectorised ms/sample':>21} {'loop ms/sample':>15} {'speed-up':>9} {'max |diff|':>11}")
+    log.info(f"codecs: batch {batch} x {joints} joints, heatmap {height}x{width}, sigma {SIGMA:g}, "
+             f"stride {STRIDE}, blur {BLUR_KERNEL}; cpu ({result['cpus']} cores, load {load:.1f}), "
+             f"torch threads {result['threads']}; best of {repeats}")
+    log.info(f"{'step':<16} {'vectorised ms/sample':>21} {'loop ms/sample':>15} {'speed-up':>9} {'max |diff|':>11}")
     for name, row in rows.items():
-        print(f"{name:<16} {row['vectorised_ms']:>21.4f} {row['loop_ms']:>15.4f} {row['speedup']:>8.1f}x "
-              f"{row['max_difference']:>11.2e}")
+        log.info(f"{name:<16} {row['vectorised_ms']:>21.4f} {row['loop_ms']:>15.4f} {row['speedup']:>8.1f}x "
+                 f"{row['max_difference']:>11.2e}")
     return result

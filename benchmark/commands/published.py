@@ -12,8 +12,10 @@ open-mmlab/mmpose ``configs/body_2d_keypoint/topdown_{heatmap,regression}/{coco,
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
-from collections.abc import Callable, Collection, Mapping, Sequence
+import logging
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,10 @@ from benchmark.commands.weights import (
     import_weights,
     write_checkpoint,
 )
+from benchmark.protocols import get_protocol
+from benchmark.reference import compare
+
+log = logging.getLogger(__name__)
 
 TOLERANCE = 0.1
 """Largest |ours - published| (AP points or PCKh %) that still counts as reproduced."""
@@ -73,13 +79,13 @@ class Published:
 
     @property
     def boxes(self) -> str:
-        """Person boxes of the protocol."""
-        return "detections" if self.dataset == "coco" else "gt"
+        """Person boxes of the protocol: detections where the dataset's protocol scores on them (COCO)."""
+        return "detections" if get_protocol(self.dataset).detections else "gt"
 
     @property
     def metric(self) -> str:
-        """The metric ``value`` is in."""
-        return "AP" if self.dataset == "coco" else "PCKh@0.5"
+        """The metric ``value`` is in: the dataset protocol's first primary column (``AP``, ``PCKh@0.5``)."""
+        return get_protocol(self.dataset).primary[0].label
 
 
 def _msra(file: str, variant: str, dataset: str, size: tuple[int, int], value: float | None, zoo: str) -> Published:
@@ -249,10 +255,10 @@ def evaluate_overrides(entry: Published, checkpoint: Path, data_root: Path, out_
 
 
 def our_value(entry: Published, results: Mapping[str, Mapping[str, float]]) -> float | None:
-    """The scored value in the units of ``entry.value`` (AP x 100, PCKh %)."""
-    table = results.get("test", {})
-    value = table.get("AP") if entry.dataset == "coco" else table.get("PCKh/Mean")
-    return None if value is None else float(value) * (100.0 if entry.dataset == "coco" else 1.0)
+    """The scored test value of the protocol's ranking metric in the units of ``entry.value`` (AP x 100, PCKh %)."""
+    protocol = get_protocol(entry.dataset)
+    value = results.get("test", {}).get(protocol.ranking_metric)
+    return None if value is None else protocol.display(float(value))
 
 
 def verdict_line(entry: Published, ours: float | None) -> tuple[bool, str]:
@@ -260,15 +266,15 @@ def verdict_line(entry: Published, ours: float | None) -> tuple[bool, str]:
     if ours is None or entry.value is None:
         published = "no published number" if entry.value is None else f"published {entry.value}"
         return False, f"NOT VERIFIED  {entry.file}: {published}, ours {_cell(ours)}"
-    delta = ours - entry.value
-    ok = abs(delta) <= TOLERANCE
+    verdict = compare(entry.value, ours, TOLERANCE)
+    ok = bool(verdict["reproduced"])
     return ok, (f"{'REPRODUCED' if ok else 'NOT REPRODUCED'}  {entry.file}: {entry.metric} ours {ours:.2f} vs "
-                f"{entry.value} ({entry.source}), delta {delta:+.2f} (tolerance {TOLERANCE})")
+                f"{entry.value} ({entry.source}), delta {verdict['delta']:+.2f} (tolerance {TOLERANCE})")
 
 
-def verify_checkpoints(data_root: str | Path, weights: str | Path, out_dir: Path, extra: Sequence[str] = (),
-                       printer: Callable[[str], None] = print) -> int:
-    """Score every published checkpoint present in ``weights``; 0 when all reproduce, 1 otherwise.
+def verify_checkpoints(data_root: str | Path, weights: str | Path, out_dir: Path, extra: Sequence[str] = ()) -> int:
+    """Score every published checkpoint present in ``weights`` and log one verdict line each; 0 when all
+    reproduce, 1 otherwise.
 
     Stops before any work (WeightsError) when no checkpoint or a needed dataset file is missing.
     """
@@ -280,8 +286,8 @@ def verify_checkpoints(data_root: str | Path, weights: str | Path, out_dir: Path
     for entry, path in present:
         ok, line = _verify_one(entry, path, Path(data_root), Path(out_dir), list(extra))
         reproduced.append(ok)
-        printer(line)
-    printer(f"{sum(reproduced)} of {len(reproduced)} present checkpoint(s) reproduced within {TOLERANCE}")
+        log.info(line)
+    log.info(f"{sum(reproduced)} of {len(reproduced)} present checkpoint(s) reproduced within {TOLERANCE}")
     return 0 if all(reproduced) else 1
 
 
@@ -298,3 +304,25 @@ def _verify_one(entry: Published, path: Path, data_root: Path, out_dir: Path, ex
     except RunError as error:
         raise WeightsError(f"{path}: evaluate failed: {error}") from None
     return verdict_line(entry, our_value(entry, result.results))
+
+
+# ---- command line
+
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``verify-checkpoints [--data-root DIR] [--weights DIR] [--out DIR] [--table] [key=value ...]``."""
+    parser.add_argument("--data-root", default="data", help="folder holding coco/ and mpii/ (default data)")
+    parser.add_argument("--weights", default="", help="folder holding the downloaded checkpoints")
+    parser.add_argument("--out", type=Path, default=Path("outputs/verify-checkpoints"),
+                        help="imported checkpoints, run directories and records")
+    parser.add_argument("--table", action="store_true", help="print the published-checkpoint table and exit")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="evaluate overrides (trainer.devices=1)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the table, or score the checkpoints found (exit 1 unless every one reproduces)."""
+    if args.table:
+        log.info(reference_table())
+        return 0
+    return verify_checkpoints(args.data_root, args.weights, args.out, args.overrides)

@@ -8,13 +8,27 @@ registry has one; papers used other counters, so the two are shown side by side,
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
 import time
 from typing import Any
 
 import torch
 
+from benchmark.errors import PoseBenchError
 from benchmark.flops import count_gflops
+
+log = logging.getLogger(__name__)
+
+
+def _check_variants(names: list[str]) -> None:
+    """Raise ``PoseBenchError`` naming every one of ``names`` that is not a registered variant."""
+    from models import VARIANTS
+
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise PoseBenchError(f"unknown variant(s) {', '.join(unknown)}; registered: {', '.join(sorted(VARIANTS))}")
 
 
 def _build_for_summary(name: str) -> torch.nn.Module:
@@ -50,9 +64,7 @@ def summary(names: list[str] | None = None) -> list[dict[str, Any]]:
     from models import VARIANTS
 
     chosen = sorted(VARIANTS) if not names else names
-    unknown = [n for n in chosen if n not in VARIANTS]
-    if unknown:
-        raise KeyError(f"unknown variant(s) {', '.join(unknown)}; registered: {', '.join(sorted(VARIANTS))}")
+    _check_variants(chosen)
     return [summarize_variant(name) for name in chosen]
 
 
@@ -83,6 +95,7 @@ def profile_model(name: str, batch_size: int = 8, steps: int = 5, warmup: int = 
     """
     from models import VARIANTS
 
+    _check_variants([name])
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     variant = VARIANTS[name]
     model = _build_for_summary(name).to(dev)
@@ -122,3 +135,18 @@ def profile_model(name: str, batch_size: int = 8, steps: int = 5, warmup: int = 
     return {"name": name, "device": str(dev), "batch_size": batch_size, "input_size": list(variant.input_size),
             "forward_images_per_s": batch_size / fwd, "forward_backward_images_per_s": batch_size / fwd_bwd,
             "peak_memory_mib": peak}
+
+
+# ---- command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``summary [--json] [--variant NAME ...]``."""
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
+    parser.add_argument("--variant", action="append", help="only these variants (repeatable)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the summary table (or JSON)."""
+    log.info(run_summary(args.variant, args.json))
+    return 0

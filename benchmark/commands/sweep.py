@@ -20,9 +20,22 @@ as ``# done`` comments), ``gpus=[0, 1, ...]`` runs one run per GPU in parallel (
 GPU pulls the next run and launches it with ``CUDA_VISIBLE_DEVICES`` set to its GPU), and
 ``WANDB_MODE=offline`` is set for the runs when no ``WANDB_API_KEY`` is (unless ``WANDB_MODE`` is
 set already), so ``logger=wandb`` runs log into ``wandb/`` for a later ``wandb sync``.
-Each run has a process group of its own; a SIGTERM or SIGINT (Ctrl-C) to the runner is forwarded
-to the running runs' groups, the runner waits for them to end, starts no further run and exits
-with 128 + the signal number (a second signal kills the runs), so no training is left orphaned.
+``jobs=N`` runs N runs at a time on the CPU instead, each with ``cores // N`` torch threads
+(``OMP_NUM_THREADS``; small models gain more from parallel runs than from threads); a run whose
+command is this interpreter's ``-m benchmark ...`` is then forked from a server process that imported
+the training code once (benchmark/commands/launch.py), so a minute-long CPU run does not spend seconds
+starting. With
+``logs_dir`` (``--jobs`` defaults it to ``outputs/sweeps/<file name>``) each run's output goes to
+its own log file, ``<values of the swept parameters>.log``, and a progress bar counts the runs.
+``key=value`` overrides on the command line (``overrides``; ``--results-dir DIR`` is
+``results_dir=DIR``) become constant parameters of every run.
+Local additions to wandb's format: a ``values`` item holding ``{method}`` stands for one item per
+registered method (``models.METHODS``; ``recipe: {values: [demo_{method}]}`` in ``sweeps/demo.yaml``),
+so a sweep over the registry picks up a new method without an edit (``fill_methods``).
+Each run has a process group of its own (benchmark/commands/launch.py); a SIGTERM or SIGINT (Ctrl-C)
+to the runner is forwarded to the running runs' groups, the runner waits for them to end, starts no
+further run and exits with 128 + the signal number (a second signal kills the runs), so no training
+is left orphaned.
 
 Resuming: a run is *done* when the directory its record goes into (the ``results_dir`` its
 overrides resolve to: a ``results_dir`` parameter of the sweep, else the config default; or
@@ -66,8 +79,11 @@ on ``PATH`` (here: the ``python`` argument, default the running interpreter), ``
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import itertools
 import json
+import logging
 import math
 import os
 import platform
@@ -77,15 +93,21 @@ import re
 import shlex
 import signal
 import statistics
-import subprocess
 import sys
 import threading
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
+from tqdm import tqdm
 
 from benchmark import run_record
+from benchmark.commands.launch import STOP, benchmark_args, cpu_cores, forward_signal, launch, start_preload_server
+from benchmark.errors import PoseBenchError
+
+log = logging.getLogger(__name__)
 
 SELECTOR_PATHS = {"data": "data.name", "method": "model.variant", "recipe": "recipe"}
 """Sweep parameters that are config group selectors, and the resolved config path each sets."""
@@ -94,9 +116,11 @@ DEFAULT_COMMAND = ("${env}", "${interpreter}", "${program}", "${args}")
 DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "uniform", "q_uniform", "log_uniform",
                  "log_uniform_values", "normal")
 _ENVVAR = re.compile(r"\$\{envvar:([A-Z0-9_]*)\}")
+METHOD_PLACEHOLDER = "{method}"
+"""In a ``values`` item, stands for each registered method (``fill_methods``)."""
 
 
-class SweepError(ValueError):
+class SweepError(PoseBenchError):
     """A sweep file or parameter is invalid; the message names the file or parameter."""
 
 
@@ -119,6 +143,45 @@ def load_sweep(path: Path) -> dict[str, Any]:
     if "command" in spec and not isinstance(spec["command"], list):
         raise SweepError(f"{path}: 'command' must be a list (block style, one item per argument)")
     return spec
+
+
+def fill_methods(spec: dict[str, Any], methods: Sequence[str] | None = None) -> dict[str, Any]:
+    """``spec`` with every ``values`` item holding ``{method}`` replaced by one item per method of
+    ``methods`` (default: every registered method, ``models.METHODS``, sorted): ``demo_{method}`` ->
+    ``demo_cpm``, ``demo_deeppose``, ... So a sweep over the registry needs no edit when a method joins."""
+
+    def placeholder(item: Any) -> bool:
+        return isinstance(item, str) and METHOD_PLACEHOLDER in item
+
+    listed = {name: param["values"] for name, param in spec["parameters"].items()
+              if isinstance(param, dict) and isinstance(param.get("values"), list)}
+    if not any(placeholder(item) for values in listed.values() for item in values):
+        return spec
+    if methods is None:
+        from models import METHODS
+
+        methods = sorted(METHODS)
+    chosen = list(methods)
+
+    def expand(item: Any) -> list[Any]:
+        return [item.replace(METHOD_PLACEHOLDER, method) for method in chosen] if placeholder(item) else [item]
+
+    filled = dict(spec["parameters"])
+    for name, values in listed.items():
+        filled[name] = {**filled[name], "values": [value for item in values for value in expand(item)]}
+    return {**spec, "parameters": filled}
+
+
+def with_overrides(spec: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """``spec`` with each ``key=value`` of ``overrides`` as a constant parameter (replacing a parameter of
+    that name): every run gets it, and a finished run's record must hold it to count as done."""
+    params = dict(spec["parameters"])
+    for item in overrides:
+        key, equals, value = item.partition("=")
+        if not equals or not key:
+            raise SweepError(f"override {item!r} is not key=value (e.g. trainer.max_epochs=2)")
+        params[key] = {"value": value}
+    return {**spec, "parameters": params}
 
 
 def _kind(name: str, param: Any) -> str:
@@ -190,7 +253,10 @@ def _sample(name: str, param: dict[str, Any], u: float) -> Any:
             raise SweepError(f"parameter {name!r}: probabilities must be {len(values)} non-negative weights")
         cumulative = list(itertools.accumulate(w / sum(weights) for w in weights))
         return values[next((i for i, c in enumerate(cumulative) if u < c), len(values) - 1)]
-    low, high = param.get("min"), param.get("max")
+    if kind == "normal":
+        normal = statistics.NormalDist(param.get("mu", 0.0), param.get("sigma", 1.0))
+        return float(normal.inv_cdf(min(max(u, 1e-12), 1.0 - 1e-12)))
+    low, high = param["min"], param["max"]  # every other distribution has both (_kind checks)
     if kind == "int_uniform":
         return int(low) + min(int(u * (int(high) - int(low) + 1)), int(high) - int(low))
     if kind == "uniform":
@@ -203,8 +269,7 @@ def _sample(name: str, param: dict[str, Any], u: float) -> Any:
         if low <= 0 or high <= 0:
             raise SweepError(f"parameter {name!r}: log_uniform_values needs positive min and max")
         return float(math.exp(math.log(low) + u * (math.log(high) - math.log(low))))
-    normal = statistics.NormalDist(param.get("mu", 0.0), param.get("sigma", 1.0))
-    return float(normal.inv_cdf(min(max(u, 1e-12), 1.0 - 1e-12)))
+    raise AssertionError(f"distribution {kind} has no sampler")  # _kind admits only DISTRIBUTIONS
 
 
 def expand_sweep(spec: dict[str, Any], seed: int = 0) -> list[dict[str, Any]]:
@@ -224,7 +289,7 @@ def expand_sweep(spec: dict[str, Any], seed: int = 0) -> list[dict[str, Any]]:
             key = json.dumps(combo, sort_keys=True, default=str)
             if key not in seen:
                 seen.add(key)
-                runs.append(dict(zip(names, combo)))
+                runs.append(dict(zip(names, combo, strict=True)))
         return runs
     if spec.get("method") == "random":
         cap = spec.get("run_cap")
@@ -278,24 +343,13 @@ def build_command(spec: dict[str, Any], params: dict[str, Any], python: str = sy
 # ------------------------------------------------------------------------------ resuming
 
 
-_MISSING = object()
-
-
-def _get(mapping: Any, dotted: str) -> Any:
-    for key in dotted.split("."):
-        if not isinstance(mapping, dict) or key not in mapping:
-            return _MISSING
-        mapping = mapping[key]
-    return mapping
-
-
 def _resolve(params: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """``resolved_values(params)`` and the ``results_dir`` the run writes its record into."""
-    from benchmark.config import load_config, to_dict
+    from benchmark.config import load_config, lookup, to_dict
 
     config = to_dict(load_config(command_args(params)["args_no_hyphens"]))
     paths = [SELECTOR_PATHS.get(name, name) for name in params]
-    return {path: json.loads(json.dumps(_get(config, path), default=str)) for path in paths}, config["results_dir"]
+    return {path: json.loads(json.dumps(lookup(config, path), default=str)) for path in paths}, config["results_dir"]
 
 
 def resolved_values(params: dict[str, Any]) -> dict[str, Any]:
@@ -315,48 +369,51 @@ def read_configs(records_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
 
 def find_record(expected: dict[str, Any], configs: list[tuple[Path, dict[str, Any]]]) -> Path | None:
     """The first record whose config holds every ``expected`` value (see the module docstring)."""
+    from benchmark.config import lookup
+
     for path, config in configs:
-        if all(_get(config, key) == value for key, value in expected.items()):
+        if all(lookup(config, key) == value for key, value in expected.items()):
             return path
     return None
 
 
+@dataclasses.dataclass(frozen=True)
+class PlannedRun:
+    """One run of a sweep: its number (from 1, in expansion order), parameters, command and finished record."""
+
+    number: int
+    params: dict[str, Any]
+    command: list[str]
+    record: Path | None
+    """The record of this run when it is done already (it is skipped), else None."""
+
+
+def plan_sweep(spec: dict[str, Any], *, records_dir: Path | None = None, python: str = sys.executable,
+               seed: int = 0) -> list[PlannedRun]:
+    """Every run of ``spec`` with its command and, when it is done, its record (see ``run_sweep``).
+
+    A run whose overrides do not resolve gets a warning and counts as not done: ``train`` reports it."""
+    from benchmark.config import ConfigError
+
+    runs = expand_sweep(spec, seed=seed)
+    configs: dict[Path, list[tuple[Path, dict[str, Any]]]] = {}
+    planned = []
+    for number, params in enumerate(runs, start=1):
+        command = build_command(spec, params, python)
+        try:
+            expected, results_dir = _resolve(params)
+        except ConfigError as error:
+            log.warning(f"[{number}/{len(runs)}] warning: {error} (launched anyway; train reports it)")
+            planned.append(PlannedRun(number, params, command, None))
+            continue
+        where = Path(results_dir) if records_dir is None else Path(records_dir)
+        if where not in configs:
+            configs[where] = read_configs(where)
+        planned.append(PlannedRun(number, params, command, find_record(expected, configs[where])))
+    return planned
+
+
 # ------------------------------------------------------------------------------ running
-
-
-_CHILDREN: set[subprocess.Popen] = set()
-"""The runs being launched now; a signal to the runner is forwarded to each one's process group."""
-_CHILDREN_LOCK = threading.Lock()
-_STOP = threading.Event()
-"""Set when the runner was told to stop (SIGTERM/SIGINT): no further run starts."""
-
-
-def launch(command: list[str], env: dict[str, str]) -> int:
-    """Run one sweep command to completion; its exit status.
-
-    The run gets a process group of its own (``start_new_session``), so that the runner alone decides
-    what reaches it: a SIGTERM or SIGINT to the runner is forwarded to the whole group (the run and its
-    DDP ranks and loader workers) and the runner waits for it (``run_sweep``), never orphaning it."""
-    with _CHILDREN_LOCK:
-        if _STOP.is_set():
-            return -signal.SIGTERM
-        child = subprocess.Popen(command, env=env, start_new_session=True)
-        _CHILDREN.add(child)
-    try:
-        return child.wait()
-    finally:
-        with _CHILDREN_LOCK:
-            _CHILDREN.discard(child)
-
-
-def _forward(signum: int, kill: bool) -> None:
-    """Send ``signum`` (SIGKILL when ``kill``) to the process group of every live run."""
-    with _CHILDREN_LOCK:
-        for child in _CHILDREN:
-            try:
-                os.killpg(child.pid, signal.SIGKILL if kill else signum)
-            except (ProcessLookupError, PermissionError):  # it has just exited
-                pass
 
 
 def parse_gpus(text: str) -> list[int]:
@@ -379,92 +436,134 @@ def run_environment(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def log_name(spec: dict[str, Any], run: PlannedRun) -> str:
+    """The log file name of ``run``: the values of the sweep's varying parameters, e.g. ``coco_demo_hrnet.log``."""
+    varying = [name for name in sorted(spec["parameters"]) if _kind(name, spec["parameters"][name]) != "constant"]
+    slug = "_".join(str(run.params[name]) for name in varying) or f"run{run.number}"
+    return re.sub(r"[^A-Za-z0-9._=-]+", "-", slug) + ".log"
+
+
+def _slots(gpus: list[int] | None, jobs: int | None, pending: int, env: dict[str, str]) -> list[tuple[str, dict]]:
+    """``(label, environment)`` of each parallel worker: one per GPU, ``jobs`` CPU workers with
+    ``cpu_cores() // jobs`` torch threads each, or one worker with the environment as it is."""
+    if gpus and jobs:
+        raise SweepError("--gpus (one run per GPU) and --jobs (runs on the CPU) exclude each other; choose one")
+    if gpus:
+        return [(f" gpu {gpu}", {**env, "CUDA_VISIBLE_DEVICES": str(gpu)}) for gpu in gpus]
+    if jobs:
+        if jobs < 1:
+            raise SweepError(f"--jobs takes a positive number of parallel runs, got {jobs}")
+        jobs = min(jobs, max(pending, 1))
+        threads = str(max(1, cpu_cores() // jobs))  # torch reads OMP_NUM_THREADS for its intra-op threads
+        return [("", {**env, "OMP_NUM_THREADS": threads})] * jobs
+    return [("", env)]
+
+
 def run_sweep(
-    sweep_file: Path,
+    sweep: Path | dict[str, Any],
     *,
     dry_run: bool = False,
     gpus: list[int] | None = None,
+    jobs: int | None = None,
     records_dir: Path | None = None,
+    overrides: Sequence[str] = (),
+    methods: Sequence[str] | None = None,
+    logs_dir: Path | None = None,
     python: str = sys.executable,
     seed: int = 0,
 ) -> int:
-    """Run the sweep in ``sweep_file`` locally, skipping runs whose record exists; 0 when every run
-    succeeded (or was done already), 1 otherwise, 128 + the signal number when a SIGTERM or SIGINT
-    stopped it (forwarded to the running runs, which the runner waits for; no further run starts; a
-    second signal kills the runs). ``dry_run`` prints the command lines instead.
-    ``records_dir``: where the runs' records are looked for; None (the default) looks where each run
-    writes its record, the ``results_dir`` its overrides resolve to (a ``results_dir`` parameter of
-    the sweep, else the config default). ``gpus``: one run per listed GPU at a time
-    (``CUDA_VISIBLE_DEVICES``); None runs one at a time with the environment as it is. ``seed``
-    seeds a random sweep's draws."""
-    from benchmark.config import ConfigError
+    """Run the sweep (a file, or a spec as ``load_sweep`` returns it) locally, skipping runs whose record
+    exists; 0 when every run succeeded (or was done already), 1 otherwise, 128 + the signal number when a
+    SIGTERM or SIGINT stopped it (forwarded to the running runs, which the runner waits for; no further run
+    starts; a second signal kills the runs). ``dry_run`` prints the command lines instead.
 
-    spec = load_sweep(sweep_file)
-    runs = expand_sweep(spec, seed=seed)
-    configs: dict[Path, list[tuple[Path, dict[str, Any]]]] = {}
-    total = len(runs)
-    pending: list[tuple[int, list[str]]] = []
-    for number, params in enumerate(runs, start=1):
-        command = build_command(spec, params, python)
-        try:
-            expected, results_dir = _resolve(params)
-            where = Path(results_dir) if records_dir is None else Path(records_dir)
-            if where not in configs:
-                configs[where] = read_configs(where)
-            done = find_record(expected, configs[where])
-        except ConfigError as error:
-            done = None
-            print(f"[{number}/{total}] warning: {error} (launched anyway; train reports it)", file=sys.stderr,
-                  flush=True)
-        if done is not None:
-            print(f"# done ({done}): {shlex.join(command)}" if dry_run else f"[{number}/{total}] skip, record {done}",
-                  flush=True)
-            continue
-        if dry_run:
-            print(shlex.join(command), flush=True)
-        pending.append((number, command))
+    ``overrides`` (``key=value``) become constant parameters and ``methods`` fill the ``{method}``
+    placeholder (``with_overrides``, ``fill_methods``). ``records_dir``: where the runs' records are
+    looked for; None (the default) looks where each run writes its record, the ``results_dir`` its
+    overrides resolve to. ``gpus``: one run per listed GPU at a time (``CUDA_VISIBLE_DEVICES``);
+    ``jobs``: that many runs at a time on the CPU, each with ``cpu_cores() // jobs`` torch threads
+    (``python -m benchmark`` commands forked preloaded, see ``launch``);
+    neither runs one at a time with the environment as it is. ``logs_dir``: each run's output goes to
+    ``logs_dir/<log_name>`` and a progress bar counts the runs instead. ``seed`` seeds a random sweep's draws."""
+    spec = sweep if isinstance(sweep, dict) else load_sweep(sweep)
+    spec = with_overrides(fill_methods(spec, methods), overrides)
+    planned = plan_sweep(spec, records_dir=records_dir, python=python, seed=seed)
+    total = len(planned)
+    for run in planned:
+        if run.record is not None:
+            log.info(f"# done ({run.record}): {shlex.join(run.command)}" if dry_run
+                     else f"[{run.number}/{total}] skip, record {run.record}")
+        elif dry_run:
+            log.info(shlex.join(run.command))
+    pending = [run for run in planned if run.record is None]
     if dry_run or not pending:
-        print(f"# {total} runs, {total - len(pending)} done, {len(pending)} to run", flush=True)
+        log.info(f"# {total} runs, {total - len(pending)} done, {len(pending)} to run")
         return 0
+    slots = _slots(gpus, jobs, len(pending), run_environment())
+    preloaded = bool(jobs)
+    if jobs:
+        log.info(f"# {len(pending)} of {total} runs to run, {len(slots)} at a time, "
+                 f"{slots[0][1]['OMP_NUM_THREADS']} torch thread(s) each")
+        if any(benchmark_args(run.command) for run in pending):
+            start_preload_server()  # import the training code now, before the first run asks for it
+    return _run_pending(spec, pending, total, slots, logs_dir, preloaded)
 
-    env = run_environment()
-    work: queue.Queue[tuple[int, list[str]]] = queue.Queue()
-    for item in pending:
-        work.put(item)
+
+def _run_pending(spec: dict[str, Any], pending: list[PlannedRun], total: int, slots: list[tuple[str, dict]],
+                 logs_dir: Path | None, preloaded: bool) -> int:
+    """Run ``pending`` on the worker ``slots`` (see ``run_sweep``); the sweep's exit status."""
+    work: queue.Queue[PlannedRun] = queue.Queue()
+    for run in pending:
+        work.put(run)
     failures: list[int] = []
     lock = threading.Lock()
+    bar = None if logs_dir is None else tqdm(total=len(pending), unit="run", desc="sweep", dynamic_ncols=True)
 
-    def worker(gpu: int | None) -> None:
-        run_env = dict(env) if gpu is None else {**env, "CUDA_VISIBLE_DEVICES": str(gpu)}
-        where = "" if gpu is None else f" gpu {gpu}"
-        while not _STOP.is_set():
+    def say(message: str) -> None:
+        with lock:
+            if bar is None:
+                log.info(message)
+            else:
+                with tqdm.external_write_mode():
+                    log.info(message)
+
+    def worker(where: str, env: dict[str, str]) -> None:
+        while not STOP.is_set():
             try:
-                number, command = work.get_nowait()
+                run = work.get_nowait()
             except queue.Empty:
                 return
-            with lock:
-                print(f"[{number}/{total}]{where} start: {shlex.join(command)}", flush=True)
+            output = None if logs_dir is None else Path(logs_dir) / log_name(spec, run)
+            if output is None:
+                say(f"[{run.number}/{total}]{where} start: {shlex.join(run.command)}")
+            started = time.monotonic()
             try:
-                code = launch(command, run_env)
+                code = launch(run.command, env, output, preloaded=preloaded)
                 outcome = "ok" if code == 0 else f"failed (exit {code})"
             except OSError as error:  # e.g. the interpreter is missing: a failed run, not a dead worker
                 code, outcome = -1, f"failed to start ({error})"
             with lock:
-                print(f"[{number}/{total}]{where} {outcome}", flush=True)
                 if code != 0:
-                    failures.append(number)
+                    failures.append(run.number)
+                if bar is not None:
+                    bar.update(1)
+            if output is None:
+                say(f"[{run.number}/{total}]{where} {outcome}")
+            else:
+                say(f"[{run.number}/{total}] {outcome} in {time.monotonic() - started:.0f} s: "
+                    f"{' '.join(command_args(run.params)['args_no_hyphens'])} (log: {output})")
 
     received: list[int] = []
 
     def on_signal(signum: int, _frame: Any) -> None:
         received.append(signum)
-        _STOP.set()
-        _forward(signum, kill=len(received) > 1)
+        STOP.set()
+        forward_signal(signum, kill=len(received) > 1)
 
-    _STOP.clear()
+    STOP.clear()
     main = threading.current_thread() is threading.main_thread()  # signal handlers live in the main thread only
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)} if main else {}
-    threads = [threading.Thread(target=worker, args=(gpu,), daemon=True) for gpu in (gpus or [None])]
+    threads = [threading.Thread(target=worker, args=slot, daemon=True) for slot in slots]
     try:
         for thread in threads:
             thread.start()
@@ -474,11 +573,46 @@ def run_sweep(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if bar is not None:
+            bar.close()
     if received:
         name = signal.Signals(received[0]).name
-        print(f"# stopped by {name}: the running runs were sent {name} and have ended; "
-              f"{work.qsize()} runs not started (rerun the sweep to resume)", file=sys.stderr, flush=True)
+        log.warning(f"# stopped by {name}: the running runs were sent {name} and have ended; "
+                    f"{work.qsize()} runs not started (rerun the sweep to resume)")
         return 128 + received[0]
-    print(f"# {total} runs, {total - len(pending)} done before, {len(pending) - len(failures)} ok, "
-          f"{len(failures)} failed{' (' + ', '.join(map(str, sorted(failures))) + ')' if failures else ''}", flush=True)
+    log.info(f"# {total} runs, {total - len(pending)} done before, {len(pending) - len(failures)} ok, "
+             f"{len(failures)} failed{' (' + ', '.join(map(str, sorted(failures))) + ')' if failures else ''}")
     return 1 if failures else 0
+
+
+# ---- command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``sweep FILE [key=value ...] [--dry-run] [--gpus IDS | --jobs N] [--records-dir DIR] ...``."""
+    parser.add_argument("file", type=Path, help="sweep YAML, e.g. benchmark/configs/sweeps/architectures.yaml")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="constant parameters added to every run, e.g. trainer.max_epochs=1")
+    parser.add_argument("--dry-run", action="store_true", help="print the runs, start nothing")
+    parser.add_argument("--gpus", default=None, help="comma-separated GPU ids: one run per GPU in parallel")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="N runs in parallel on the CPU, each with cores/N torch threads; their output goes "
+                             "to --logs-dir and a progress bar counts the runs")
+    parser.add_argument("--logs-dir", type=Path, default=None,
+                        help="one log file per run (default with --jobs: outputs/sweeps/<sweep file name>)")
+    parser.add_argument("--results-dir", type=Path, default=None,
+                        help="the runs write their records there (results_dir=DIR for every run), and finished "
+                             "runs are looked for there")
+    parser.add_argument("--records-dir", type=Path, default=None,
+                        help="where the runs write their records (finished combinations are skipped); "
+                             "default: each run's results_dir")
+    parser.add_argument("--seed", type=int, default=0, help="seed of a random sweep's draws")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run (or list) the sweep; see ``run_sweep`` for the exit status."""
+    gpus = parse_gpus(args.gpus) if args.gpus else None
+    logs_dir = args.logs_dir or (Path("outputs/sweeps") / args.file.stem if args.jobs else None)
+    overrides = [*args.overrides, *([f"results_dir={args.results_dir}"] if args.results_dir else [])]
+    return run_sweep(args.file, dry_run=args.dry_run, gpus=gpus, jobs=args.jobs, records_dir=args.records_dir,
+                     overrides=overrides, logs_dir=logs_dir, seed=args.seed)

@@ -48,8 +48,10 @@ Sources (facts used here, by repository and file):
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
+import logging
 import pickle
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -59,8 +61,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmark.errors import PoseBenchError
 from benchmark.files import atomic_write
 from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+log = logging.getLogger(__name__)
 
 FORMATS: tuple[str, ...] = ("msra-hrnet", "msra-resnet", "mmpose", "bearpaw-hourglass")
 LAYOUTS: tuple[str, ...] = ("posebench", "official", "mmpose")
@@ -69,7 +74,7 @@ _SHOWN_PROBLEMS = 60
 
 
 
-class WeightsError(ValueError):
+class WeightsError(PoseBenchError):
     """Weights cannot be imported, exported or verified as asked; the message names the file, key and shapes."""
 
 
@@ -212,7 +217,7 @@ def file_sha256(path: Path) -> str:
 
 def _numpy_globals() -> list[Any]:
     """numpy array and dtype reconstruction, allowed in ``weights_only`` loads (mmengine ``meta`` holds arrays)."""
-    core = np._core.multiarray
+    core = np._core.multiarray  # type: ignore[attr-defined]  # numpy 2's _core is not in numpy's stubs
     names = [(getattr(core, name), f"numpy.{package}.multiarray.{name}")
              for name in ("_reconstruct", "scalar") for package in ("core", "_core")]
     return names + [np.ndarray, np.dtype] + [type(np.dtype(code)) for code in "?bhilqBHILQefdgFDGSUV"]
@@ -271,7 +276,8 @@ def normalise_mmpose(state: Mapping[str, torch.Tensor], where: str) -> dict[str,
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         if key in ("data_preprocessor.mean", "data_preprocessor.std"):
-            expected = torch.tensor(IMAGENET_MEAN if key.endswith("mean") else IMAGENET_STD, dtype=torch.float64) * 255.0
+            statistic = IMAGENET_MEAN if key.endswith("mean") else IMAGENET_STD
+            expected = torch.tensor(statistic, dtype=torch.float64) * 255.0
             if value.numel() != 3 or not torch.allclose(value.double().flatten(), expected, atol=1e-3):
                 raise WeightsError(f"{where}: {key} is {value.flatten().tolist()}, expected {expected.tolist()} "
                                    "(the ImageNet normalisation PoseBench feeds)")
@@ -372,11 +378,13 @@ def map_to_network(source: Mapping[str, torch.Tensor], names: Names, template: M
     for key, value in source.items():
         target = names.forward(key)
         problem = _mapping_problem(key, value, target, template, claimed)
-        claimed.add(target)
-        if problem:
+        if problem is not None:
             problems.append(problem)
         else:
+            assert target is not None  # _mapping_problem reports an unmapped key
             mapped[target] = value.detach().to(template[target].dtype)
+        if target is not None:
+            claimed.add(target)
     filled = [key for key in template if key not in claimed and key.endswith("num_batches_tracked")]
     mapped.update({key: template[key].clone() for key in filled})
     problems += [_missing(key, names.backward(key), template[key]) for key in template
@@ -612,7 +620,7 @@ def build_model(variant: str, dataset: str, input_size: Sequence[int], conventio
         kwargs["pretrained"] = False
     try:
         return models.build(variant, **kwargs)
-    except (TypeError, ValueError) as error:
+    except ValueError as error:  # the model rejects the input size or joints asked for
         raise WeightsError(f"cannot build {variant} for {dataset} at input size {list(input_size)}: {error}") from None
 
 
@@ -704,7 +712,9 @@ def _to_layout(network: dict[str, torch.Tensor], meta: Mapping[str, Any], layout
         convert_input_order(network, method, to_rgb=False)
     if method == "deeppose":
         _unshift_regression(network, meta, where)
-    return map_from_network(network, NAMES[(fmt, method)], where)
+    names = NAMES[(fmt, method)]
+    assert isinstance(names, PrefixNames), f"{fmt} exports by prefix"  # LAYOUT_FORMATS names prefix formats only
+    return map_from_network(network, names, where)
 
 
 def _unshift_regression(network: dict[str, torch.Tensor], meta: Mapping[str, Any], where: str) -> None:
@@ -724,3 +734,60 @@ def _unshift_regression(network: dict[str, torch.Tensor], meta: Mapping[str, Any
 def write_state_dict(state: Mapping[str, torch.Tensor], out: Path) -> Path:
     """Save a plain state dict (loads with ``torch.load(..., weights_only=True)``), atomically."""
     return _atomic_save({key: value.contiguous() for key, value in state.items()}, Path(out))
+
+
+# ---- command line
+
+
+def add_import_arguments(parser: argparse.ArgumentParser) -> None:
+    """``import-weights FILE [--variant ...]`` (docs/checkpoints.md)."""
+    parser.add_argument("file", type=Path, help="e.g. pose_hrnet_w32_256x192.pth (HRNet model zoo)")
+    parser.add_argument("--variant", help="registry variant (default: told from the keys, e.g. hrnet-w32)")
+    parser.add_argument("--format", choices=list(FORMATS), help="key layout (default: told from the keys)")
+    parser.add_argument("--dataset", choices=["coco", "mpii"], help="default: 17 output joints -> coco, 16 -> mpii")
+    parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
+                        help="default: <H>x<W> in the file name, else the --variant preset (same dataset)")
+    parser.add_argument("--convention", choices=["msra", "udp", "aligned"],
+                        help="pixel grid it was trained under (default msra; udp for mmpose files named *udp*)")
+    parser.add_argument("--input-order", choices=list(INPUT_ORDERS),
+                        help="channel order it was trained on (default: bgr for msra-resnet, else rgb)")
+    parser.add_argument("--out", type=Path, help="checkpoint to write (default outputs/imported/<name>.ckpt)")
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help="load Python objects beyond tensors and containers (only for files from a trusted source)")
+
+
+def run_import(args: argparse.Namespace) -> int:
+    """Import the file, write the checkpoint and say what was converted."""
+    request = ImportRequest(variant=args.variant, format=args.format, dataset=args.dataset,
+                            input_size=tuple(args.input_size) if args.input_size else None,
+                            convention=args.convention, input_order=args.input_order, trust_pickle=args.trust_pickle)
+    imported = import_weights(args.file, request)
+    out = write_checkpoint(imported, args.out or default_output(args.file))
+    info, model = imported.meta["imported"], imported.meta["config"]["model"]
+    log.info(f"wrote {out}: {imported.meta['variant']} for {info['dataset']} at {model['input_size']}, convention "
+             f"{info['convention']}, from {info['format']} ({info['source_tensors']} tensors, "
+             f"sha256 {info['sha256'][:12]})")
+    for line in info["conversion"]:
+        log.info(f"  converted: {line}")
+    if info["filled"]:
+        log.info(f"  filled in (absent from the file, set to 0): {len(info['filled'])} BatchNorm num_batches_tracked")
+    return 0
+
+
+def add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    """``export-weights CHECKPOINT [--layout ...]``."""
+    parser.add_argument("checkpoint", type=Path, help="a PoseBench checkpoint (trained or imported)")
+    parser.add_argument("--out", type=Path, help="file to write (default <checkpoint>.<layout>.pth)")
+    parser.add_argument("--layout", choices=list(LAYOUTS), default="posebench",
+                        help="key names: PoseBench's network, the HRNet/SimpleBaseline code's, or mmpose's")
+    parser.add_argument("--input-order", choices=list(INPUT_ORDERS),
+                        help="input the exported first layer expects (default: bgr for official SimpleBaseline, "
+                             "else rgb)")
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Export the checkpoint's network in the layout asked."""
+    state = export_state_dict(args.checkpoint, args.layout, args.input_order)
+    out = write_state_dict(state, args.out or args.checkpoint.with_suffix(f".{args.layout}.pth"))
+    log.info(f"wrote {out}: {len(state)} tensors, {args.layout} layout")
+    return 0

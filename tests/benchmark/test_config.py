@@ -1,19 +1,38 @@
-"""Structured config: merge order, group selection, misspelt keys, types, hashing, YAML comments."""
+"""Structured config: merge order, group selection, misspelt keys, types, schemas tied to the constructors they
+configure, hashing, YAML comments."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import re
 
 import pytest
+import pytorch_lightning as pl
+from omegaconf import MISSING as OMEGACONF_MISSING
+from omegaconf import OmegaConf
 
 from benchmark.config import (
     CONFIG_DIR,
+    DATA_RUNNER_ARGUMENTS,
+    MODEL_RUNNER_KEYS,
+    OPTIM_RUNNER_KEYS,
+    TRAINER_EXTRAS,
+    TRAINER_RUNNER_ARGUMENTS,
     ConfigError,
+    DataConfig,
+    ModelConfig,
+    OptimConfig,
     RunConfig,
     available,
     config_hash,
     load_config,
+    merge,
+    valid_keys,
 )
+from benchmark.train import trainer_arguments
+from datamodules.datamodule import PoseDataModule
+from models.base import PoseEstimator
 
 
 def test_defaults_give_the_tiny_simplebaseline_on_synthpose():
@@ -48,14 +67,61 @@ def test_recipe_merges_after_method_and_before_the_command_line():
     assert scaled.optim.milestones == [60, 90]
 
 
-def test_misspelt_key_names_the_valid_keys():
+def test_misspelt_key_names_the_source_the_key_its_closest_match_and_the_valid_keys():
     with pytest.raises(ConfigError) as error:
         load_config(["trainer.max_epoch=2"])
     message = str(error.value)
-    assert "command line" in message and "'trainer.max_epoch'" in message
-    assert "max_epochs" in message and "sync_batchnorm" in message
-    with pytest.raises(ConfigError, match=r"unknown key 'optimm'; valid keys: seed, .*optim"):
+    assert message.startswith("command line: unknown key 'trainer.max_epoch' (did you mean 'trainer.max_epochs'?)")
+    assert "valid keys under 'trainer': " in message and "sync_batchnorm" in message and "\n" not in message
+    with pytest.raises(ConfigError, match=r"unknown key 'optimm' \(did you mean 'optim'\?\); valid keys: seed, "):
         load_config(["optimm.lr=1"])
+    with pytest.raises(ConfigError, match=r"^recipe/x.yaml: unknown key 'data.batch_sise' \(did you mean 'data.batch_"):
+        merge([("recipe/x.yaml", {"data": {"batch_sise": 3}})])
+    with pytest.raises(ConfigError, match=r"^recipe/x.yaml: unknown key 'augmentation.zzz'; valid keys under"):
+        merge([("recipe/x.yaml", {"augmentation": {"zzz": 1}})])
+
+
+def test_trainer_takes_every_lightning_argument_straight_through():
+    cfg = load_config(["trainer.max_steps=3", "trainer.limit_val_batches=2", "trainer.profiler=simple"])
+    arguments = trainer_arguments(cfg)
+    assert (arguments["max_steps"], arguments["limit_val_batches"], arguments["profiler"]) == (3, 2, "simple")
+    assert "channels_last" not in arguments and "compile" not in arguments  # PoseBench's extras stay with the runner
+    accepted = set(inspect.signature(pl.Trainer).parameters)
+    assert set(arguments) == accepted - set(TRAINER_RUNNER_ARGUMENTS)
+    assert not {name for name, _, _ in TRAINER_EXTRAS} & accepted
+    with pytest.raises(ConfigError, match=r"^command line: trainer.callbacks is set by PoseBench"):
+        load_config(["trainer.callbacks=[]"])
+
+
+def test_data_section_is_the_datamodule_signature():
+    # Every data: key is a PoseDataModule keyword argument with the same default (or none: defaults.yaml gives it);
+    # the runner supplies the rest.
+    parameters = {p.name: p for p in inspect.signature(PoseDataModule).parameters.values()}
+    schema = {f.name: f.default for f in dataclasses.fields(DataConfig)}
+    assert set(parameters) == set(schema) | set(DATA_RUNNER_ARGUMENTS)
+    for name, default in schema.items():
+        expected = parameters[name].default
+        assert default == (OMEGACONF_MISSING if expected is inspect.Parameter.empty else expected), name
+
+
+@pytest.mark.parametrize(("schema", "runner_keys"),
+                         [(OptimConfig, OPTIM_RUNNER_KEYS), (ModelConfig, MODEL_RUNNER_KEYS)])
+def test_optim_and_model_keys_are_estimator_arguments_with_its_defaults(schema, runner_keys):
+    parameters = inspect.signature(PoseEstimator).parameters
+    for f in dataclasses.fields(schema):
+        if f.name in runner_keys:
+            continue
+        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+        assert f.name in parameters and default == type(default)(parameters[f.name].default), f.name
+
+
+def test_defaults_yaml_sets_every_key_but_lightnings_own_trainer_defaults():
+    defaults = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "defaults.yaml"))
+    for section, keys in defaults.items():
+        if isinstance(keys, dict) and section != "trainer":
+            assert set(keys) == set(valid_keys(section)), section
+    assert set(defaults) == set(valid_keys(""))
+    assert set(defaults["trainer"]) < set(valid_keys("trainer"))
 
 
 def test_wrong_type_and_unknown_group_are_clear_errors():

@@ -17,10 +17,11 @@ from benchmark import metrics
 from benchmark.evaluation import (
     EvaluationCallback,
     EvaluationError,
-    coco_results,
     evaluate_predictions,
     merge_predictions,
 )
+from benchmark.protocols import get_protocol
+from benchmark.protocols.coco import coco_results
 from datamodules.coco import load_coco_records
 from datamodules.datamodule import EpochSampler
 from datamodules.datasets import PoseDataset
@@ -205,6 +206,29 @@ def _validate(devices: int, out: Path) -> dict[str, float]:
     )
     (result,) = trainer.validate(_FakeEstimator(keypoints, scores))
     return result
+
+
+def _validate_dataset(dataset: PoseDataset) -> None:
+    keypoints, scores = _predictions(dataset)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, callbacks=[EvaluationCallback(dataset)], logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         use_distributed_sampler=False)
+    trainer.validate(_FakeEstimator(keypoints, scores))
+
+
+def test_a_user_error_names_the_stage_and_a_bug_keeps_its_traceback(monkeypatch):
+    dataset = _mpii_dataset(4)
+    dataset.records[2] = dataclasses.replace(dataset.records[2], headbox=None)
+    with pytest.raises(EvaluationError, match=r"^val evaluation of fake \(val\) failed: EvaluationError: fake val: "
+                                              r"record 2 \(img2\.jpg\) has annotated joints but no head box"):
+        _validate_dataset(dataset)
+
+    def broken(self, dataset, predictions):
+        raise ZeroDivisionError("a bug in a protocol")
+
+    monkeypatch.setattr(type(get_protocol("mpii")), "score", broken)
+    with pytest.raises(ZeroDivisionError, match="a bug in a protocol"):  # not turned into a one-line message
+        _validate_dataset(_mpii_dataset(4))
 
 
 @pytest.mark.slow

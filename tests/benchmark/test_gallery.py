@@ -14,7 +14,9 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from benchmark.errors import PoseBenchError
 from benchmark.gallery import person_errors, render_gallery, select_best_worst
+from benchmark.protocols import EvaluationError
 from datamodules.datasets import build_dataset
 from datamodules.transforms import affine_matrix, transform_points
 from tests.builders import make_coco_root, make_mpii_root, write_lsp
@@ -106,7 +108,7 @@ def test_mpii_person_without_annotated_joint_is_nan(mpii):
 def test_mpii_annotated_person_without_head_box_raises(mpii):
     records = list(mpii.records)
     records[3] = replace(records[3], headbox=None)
-    with pytest.raises(ValueError, match=r"record 3 .*004645041\.jpg.*no head box"):
+    with pytest.raises(EvaluationError, match=r"record 3 .*004645041\.jpg.*no head box"):
         person_errors(replace(mpii, records=records, mpii_ground_truth=None), _gt(mpii))
 
 
@@ -166,7 +168,7 @@ def test_bad_inputs_raise(mpii, coco):
     pred[0, np.flatnonzero(coco.records[0].visible)[0]] = np.nan
     with pytest.raises(ValueError, match="non-finite"):
         person_errors(coco, pred)
-    with pytest.raises(ValueError, match="unknown protocol 'pck'"):
+    with pytest.raises(PoseBenchError, match="unknown evaluation protocol 'pck'; known: coco, lsp, mpii"):
         person_errors(replace(coco, protocol="pck"), _gt(coco))
 
 

@@ -333,6 +333,31 @@ def test_mean_pixel_error() -> None:
         metrics.mean_pixel_error(pred, gt, np.zeros_like(visible))
 
 
+def test_mean_normalised_error_per_person() -> None:
+    gt = np.zeros((3, 3, 2))
+    pred = np.array([[[3, 4], [0, 0], [np.nan, 0]], [[6, 8], [0, 1], [0, 0]], [[1, 1], [1, 1], [1, 1]]], dtype=float)
+    visible = np.array([[True, True, False], [True, True, True], [False, False, False]])
+    errors = metrics.mean_normalised_error(pred, gt, visible, np.array([5.0, 2.0, 1.0]))
+    # Person 0: (5 + 0) / 2 / 5 (the NaN is not annotated); person 1: (10 + 1 + 0) / 3 / 2; person 2: nothing.
+    assert errors[0] == 0.5 and errors[1] == pytest.approx(11 / 6, abs=1e-15) and np.isnan(errors[2])
+    # A normaliser that is zero or not finite gives NaN, not an error: that person is left out.
+    assert np.isnan(metrics.mean_normalised_error(pred, gt, visible, np.array([0.0, np.nan, 1.0]))[:2]).all()
+    with pytest.raises(ValueError, match="non-finite coordinate at annotated joint"):
+        metrics.mean_normalised_error(pred, gt, np.ones_like(visible), np.ones(3))
+
+
+def test_head_size_and_checked_keypoints() -> None:
+    boxes = np.array([[[100.0, 50.0], [130.0, 90.0]], [[0.0, 0.0], [np.nan, 1.0]]])
+    sizes = metrics.head_size(boxes)
+    assert sizes[0] == pytest.approx(0.6 * 50.0, abs=1e-12) and np.isnan(sizes[1])  # |(30, 40)| = 50
+    with pytest.raises(ValueError, match="headboxes must have shape"):
+        metrics.head_size(np.zeros((2, 4)))
+    pred, gt, visible = metrics.check_keypoints([[[1, 2]]], [[[3, 4]]], [[1]], k=1)
+    assert pred.dtype == gt.dtype == np.float64 and visible.dtype == bool
+    with pytest.raises(ValueError, match=r"gt must have shape \(N, 2, 2\)"):
+        metrics.check_keypoints([[[1, 2]]], [[[3, 4]]], [[1]], k=2)
+
+
 # --------------------------------------------------------------------------- COCO
 
 

@@ -21,8 +21,9 @@ import pytorch_lightning as pl
 import torch
 
 from benchmark import metrics
-from benchmark.evaluation import EvaluationCallback, coco_results
+from benchmark.evaluation import EvaluationCallback
 from benchmark.protocol import image_keypoints, merge_flipped
+from benchmark.protocols.coco import coco_results
 from datamodules.coco import load_coco_records
 from datamodules.datamodule import PoseDataModule
 from datamodules.datasets import build_dataset
@@ -63,7 +64,8 @@ def coco_records(coco_fixture_dir: Path) -> list:
 
 
 @pytest.mark.parametrize("convention", ["msra", "udp"])
-def test_loader_boxes_warp_matrices_and_crops_equal_mmpose(convention: str, reference: Path, coco_records: list) -> None:
+def test_loader_boxes_warp_matrices_and_crops_equal_mmpose(convention: str, reference: Path,
+                                                           coco_records: list) -> None:
     golden = _load(reference, f"crops_coco_{convention}")
     assert [r.extras["annotation_id"] for r in coco_records] == golden["ann_ids"].tolist()
     for i, record in enumerate(coco_records):
@@ -103,7 +105,7 @@ def test_detection_boxes_frame_as_mmpose(coco_fixture_dir: Path, tmp_path: Path)
     dataset = build_dataset("coco", root, "val", aspect_ratio=0.75, boxes="detections", box_rule="mmpose")
     detections = json.loads((coco_fixture_dir / "test_coco_det_AP_H_56.json").read_text())
     assert len(dataset.records) == len(detections)
-    for record, det in zip(dataset.records, detections):
+    for record, det in zip(dataset.records, detections, strict=True):
         x, y, w, h = np.asarray(det["bbox"], dtype=np.float32)
         x2, y2 = x + w, y + h
         center = np.array([(x + x2) * np.float32(0.5), (y + y2) * np.float32(0.5)], dtype=np.float32)
@@ -322,7 +324,7 @@ def test_training_pipeline_under_msra_scores_like_mmpose(reference: Path, coco_f
     golden = _load(reference, "decode_coco_msra")
     golden_eval = json.loads((reference / "coco_eval_fixture.json").read_text())
     root = make_coco_root(tmp_path / "coco", coco_fixture_dir)
-    datamodule = PoseDataModule(dataset="coco", root=root, input_size=COCO_INPUT, val_batch_size=5,
+    datamodule = PoseDataModule(name="coco", root=root, input_size=COCO_INPUT, val_batch_size=5,
                                 convention="msra", augmentation=None)
     datamodule.setup("test")
     model = GoldenHeatmapNetwork(num_joints=17, input_size=list(COCO_INPUT), flip_pairs=PAIRS["coco"],

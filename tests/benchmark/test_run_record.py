@@ -69,7 +69,8 @@ def test_round_trip_is_lossless_and_nan_becomes_null(tmp_path: Path) -> None:
         (lambda r: r["reference"].update(value="88.8"), "field 'reference.value' must be a number or null, got '88.8'"),
         (lambda r: r["model"].update(params=True), "field 'model.params' must be a number or null, got True"),
         (lambda r: r["protocol"].update(convention="hrnet"), "'protocol.convention' must be one of aligned, msra, udp"),
-        (lambda r: r.update(imported={"format": "msra-hrnet"}), "field 'imported' must be null or an object .* 'source_file'"),
+        (lambda r: r.update(imported={"format": "msra-hrnet"}),
+         "field 'imported' must be null or an object .* 'source_file'"),
     ],
 )
 def test_malformed_records_are_rejected_naming_the_field(change, message: str, tmp_path: Path) -> None:

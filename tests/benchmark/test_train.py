@@ -16,6 +16,7 @@ from benchmark.gallery import gallery_size_px
 from benchmark.run_record import read_record
 from benchmark.train import (
     RunError,
+    build_run,
     collect_rng_state,
     evaluate,
     restore_rng_state,
@@ -50,6 +51,20 @@ class _StopAfterFirstEpoch(pl.Callback):
 
 def _weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_data_and_trainer_sections_reach_their_constructors_unchanged(synth_root, tmp_path):
+    cfg = load_config(_overrides(synth_root, tmp_path, "trainer.max_steps=3", "trainer.limit_test_batches=2",
+                                 "trainer.max_epochs=10", "trainer.check_val_every_n_epoch=10", "data.drop_last=true",
+                                 "data.normalisation=centred"))
+    run = build_run(cfg)
+    assert (run.trainer.max_steps, run.trainer.limit_test_batches, run.trainer.num_sanity_val_steps) == (3, 2, 0)
+    data = run.datamodule
+    assert (data.batch_size, data.drop_last, data.normalisation, data.max_samples, data.seed) == (4, True, "centred",
+                                                                                                  7, 3)
+    run.trainer.fit(run.model, datamodule=data)
+    # 7 samples, batches of 4, the last dropped: one step per epoch, so max_steps=3 ends the fit after 3 of 10 epochs.
+    assert (run.trainer.global_step, run.trainer.current_epoch) == (3, 3)
 
 
 def test_rng_state_round_trips_and_survives_weights_only(tmp_path):
@@ -100,8 +115,8 @@ def test_resumed_run_equals_uninterrupted_run_and_writes_records(synth_root, tmp
     assert record["throughput"]["train_images_per_s"] > 0 and record["throughput"]["test_images_per_s"] > 0
     assert record["peak_memory"]["host_rss_bytes"] > 10**7 and record["peak_memory"]["gpu_allocated_bytes"] is None
     last_ckpt = full.run_dir / "checkpoints" / "last.ckpt"
-    assert record["checkpoint"] == {"path": str(last_ckpt), "sha256": hashlib.sha256(last_ckpt.read_bytes()).hexdigest(),
-                                    "bytes": last_ckpt.stat().st_size}
+    digest = hashlib.sha256(last_ckpt.read_bytes()).hexdigest()
+    assert record["checkpoint"] == {"path": str(last_ckpt), "sha256": digest, "bytes": last_ckpt.stat().st_size}
     assert record["wandb"] is None  # logger=csv
     # The prediction gallery beside the record: best row and worst row of the test split.
     gallery = full.record_path.parent / record["gallery"]

@@ -137,7 +137,8 @@ def test_malformed_json_names_the_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("threshold", [0.0, 0.5, 0.99])
-def test_detection_count_matches_raw_json(coco_json: Path, det_json: Path, coco_fixture_dir: Path, threshold: float) -> None:
+def test_detection_count_matches_raw_json(coco_json: Path, det_json: Path, coco_fixture_dir: Path,
+                                          threshold: float) -> None:
     raw = json.loads(det_json.read_text())
     expected = [d for d in raw if d["category_id"] == 1 and d["score"] >= threshold]
     records = load_coco_detection_records(coco_json, coco_fixture_dir, det_json, 0.75, score_threshold=threshold)

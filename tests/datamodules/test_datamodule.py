@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,6 +13,7 @@ import torch
 from torch.utils.data import DistributedSampler
 
 from datamodules.datamodule import EpochSampler, PoseBatch, PoseDataModule
+from datamodules.records import DatasetError
 from datamodules.synthpose import generate_synthpose
 from datamodules.transforms import HRNET_COCO
 
@@ -97,7 +99,7 @@ def test_shuffled_shards_over_two_replicas_cover_and_pad():
         shards.append(_indices(sampler))
     # Every replica shares the epoch's permutation: interleaving the shards gives it back, padded
     # with its first element (12 = 11 + 1 slots).
-    interleaved = [index for pair in zip(*shards) for index in pair]
+    interleaved = [index for pair in zip(*shards, strict=True) for index in pair]
     assert interleaved == order + order[:1]
     assert set(shards[0]) | set(shards[1]) == set(range(length))
     assert set(shards[0]) & set(shards[1]) == {order[0]}
@@ -134,7 +136,7 @@ def synth_root(tmp_path_factory) -> Path:
 
 
 def _module(root: Path, **kwargs) -> PoseDataModule:
-    arguments = dict(dataset="synthpose", root=root, input_size=INPUT_SIZE, batch_size=4, seed=11)
+    arguments = dict(name="synthpose", root=root, input_size=INPUT_SIZE, batch_size=4, seed=11)
     return PoseDataModule(**(arguments | kwargs))
 
 
@@ -145,7 +147,7 @@ def _epoch_batches(loader, epoch: int) -> list[dict]:
 
 @pytest.mark.parametrize(("data_format", "joints"), [("mpii", 16), ("coco", 17)])
 def test_batch_contract(synth_root, data_format, joints):
-    module = _module(synth_root, data_format=data_format, augmentation=HRNET_COCO, val_batch_size=3)
+    module = _module(synth_root, format=data_format, augmentation=HRNET_COCO, val_batch_size=3)
     module.setup("fit")
     assert module.num_joints == joints == module.skeleton.num_joints
     assert module.skeleton.name == data_format
@@ -189,7 +191,7 @@ def test_workers_give_bitwise_the_same_batches(synth_root):
         expected = _epoch_batches(serial_loader, epoch)
         got = _epoch_batches(parallel_loader, epoch)  # the same persistent workers both epochs
         assert len(expected) == len(got) == 2
-        for a, b in zip(expected, got):
+        for a, b in zip(expected, got, strict=True):
             for key in a:
                 torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, equal_nan=True)
         epochs.append(expected)
@@ -197,12 +199,13 @@ def test_workers_give_bitwise_the_same_batches(synth_root):
     assert sorted(first.tolist()) == sorted(second.tolist()) == list(range(8))
     assert not torch.equal(first, second)
     # The same record is augmented differently in the two epochs.
-    images = [{int(i): img for b in batches for i, img in zip(b["index"], b["image"])} for batches in epochs]
+    images = [{int(i): img for b in batches for i, img in zip(b["index"], b["image"], strict=True)}
+              for batches in epochs]
     assert not torch.equal(images[0][0], images[1][0])
 
 
 def test_inverse_matrix_maps_back_to_record_keypoints(synth_root):
-    module = _module(synth_root, data_format="coco", augmentation=HRNET_COCO)
+    module = _module(synth_root, format="coco", augmentation=HRNET_COCO)
     module.setup("validate")
     records = module.val_dataset.records
     checked = 0
@@ -244,11 +247,24 @@ def test_loaders_shard_over_the_trainers_world(synth_root):
 
 def test_properties_before_setup_and_bad_arguments(synth_root):
     with pytest.raises(RuntimeError, match="setup"):
-        _module(synth_root).val_dataset
-    with pytest.raises(ValueError, match="persistent_workers"):
+        _ = _module(synth_root).val_dataset
+    with pytest.raises(DatasetError, match="persistent_workers"):
         _module(synth_root, persistent_workers=True)
-    with pytest.raises(ValueError, match="input_size"):
+    with pytest.raises(DatasetError, match="input_size"):
         _module(synth_root, input_size=(0, 4))
+    with pytest.raises(DatasetError, match="unknown format 'h36m'; valid: mpii, coco"):
+        _module(synth_root, format="h36m")
+
+
+def test_prepare_data_generates_synthpose_once_with_the_configured_counts(tmp_path):
+    module = _module(tmp_path / "synth", synth_train=3, synth_val=2, synth_seed=4)
+    module.prepare_data()
+    manifest = json.loads((tmp_path / "synth" / "synthpose.json").read_text())
+    before = (tmp_path / "synth" / "synthpose.json").stat().st_mtime_ns
+    module.prepare_data()  # already there: nothing is regenerated
+    assert (tmp_path / "synth" / "synthpose.json").stat().st_mtime_ns == before
+    counts = manifest["counts"]
+    assert (manifest["seed"], counts["train"]["images"], counts["val"]["images"]) == (4, 3, 2)
 
 
 class _Recorder(pl.LightningModule):
@@ -261,7 +277,7 @@ class _Recorder(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         sums = batch["image"].double().sum(dim=(1, 2, 3)).tolist()
-        self.seen.setdefault(self.current_epoch, []).extend(zip(batch["index"].tolist(), sums))
+        self.seen.setdefault(self.current_epoch, []).extend(zip(batch["index"].tolist(), sums, strict=True))
         return self.weight * batch["image"].mean()
 
     def configure_optimizers(self):

@@ -50,7 +50,8 @@ def test_coco_val_gt_and_detection_boxes(coco_root: Path) -> None:
     assert gt.coco_annotation == coco_root / "annotations" / "person_keypoints_val2017.json"
     assert gt.image_dir == coco_root / "val2017"
 
-    raw = json.loads((coco_root / "person_detection_results" / "COCO_val2017_detections_AP_H_56_person.json").read_text())
+    detections = coco_root / "person_detection_results" / "COCO_val2017_detections_AP_H_56_person.json"
+    raw = json.loads(detections.read_text())
     det = build_dataset("coco", coco_root, "val", boxes="detections", detection_threshold=0.5)
     assert len(det) == sum(d["category_id"] == 1 and d["score"] >= 0.5 for d in raw)
     assert len(det.annotation_files) == 2 and det.coco_annotation == gt.coco_annotation
@@ -59,7 +60,8 @@ def test_coco_val_gt_and_detection_boxes(coco_root: Path) -> None:
     assert all(r.scale[0] == r.scale[1] for r in square.records)
 
 
-def test_fingerprint_is_stable_and_tracks_annotation_bytes(mpii_root: Path, tmp_path: Path, mpii_fixture_dir: Path) -> None:
+def test_fingerprint_is_stable_and_tracks_annotation_bytes(mpii_root: Path, tmp_path: Path,
+                                                           mpii_fixture_dir: Path) -> None:
     first = build_dataset("mpii", mpii_root, "val").fingerprint()
     assert len(first) == 64 and int(first, 16) >= 0
     assert build_dataset("mpii", mpii_root, "val").fingerprint() == first
@@ -95,7 +97,8 @@ def test_unknown_names_list_the_valid_ones(coco_root: Path) -> None:
     with pytest.raises(DatasetError) as error:
         build_dataset("mpi", coco_root, "val")
     assert all(name in str(error.value) for name in DATASETS)
-    for kwargs, valid in (({"split": "test"}, "train, val"), ({"boxes": "dets"}, "gt, detections"), ({"format": "yolo"}, "mpii, coco")):
+    for kwargs, valid in (({"split": "test"}, "train, val"), ({"boxes": "dets"}, "gt, detections"),
+                          ({"format": "yolo"}, "mpii, coco")):
         args = {"split": "val"} | kwargs
         with pytest.raises(DatasetError, match=valid):
             build_dataset("coco", coco_root, args.pop("split"), **args)
@@ -106,7 +109,8 @@ def test_missing_annotation_file_says_where_and_how(coco_root: Path, tmp_path: P
         build_dataset("coco", coco_root, "train")
     message = str(error.value)
     assert str(coco_root / "annotations" / "person_keypoints_train2017.json") in message
-    assert "python -m benchmark data fetch coco --root DIR" in message and "person_keypoints_{train2017,val2017}.json" in message
+    assert "python -m benchmark data fetch coco --root DIR" in message
+    assert "person_keypoints_{train2017,val2017}.json" in message
 
     (coco_root / "person_detection_results" / "COCO_val2017_detections_AP_H_56_person.json").unlink()
     with pytest.raises(DatasetNotFoundError, match="COCO_val2017_detections_AP_H_56_person.json"):

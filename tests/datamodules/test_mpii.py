@@ -82,7 +82,8 @@ def test_ground_truth_in_another_joint_order_is_reordered(tmp_path: Path, person
     np.testing.assert_allclose(truth.joints[1, 9], [346.0055, 104.8949], rtol=0, atol=1e-9)  # head_top
 
 
-def test_attach_ground_truth_adds_head_boxes(tmp_path: Path, mpii_json: Path, mpii_fixture_dir: Path, persons: list[dict]) -> None:
+def test_attach_ground_truth_adds_head_boxes(tmp_path: Path, mpii_json: Path, mpii_fixture_dir: Path,
+                                             persons: list[dict]) -> None:
     mat = tmp_path / "gt_valid.mat"
     # Unannotated joints may hold anything in the .mat; they must not take part in the check.
     edited = json.loads(json.dumps(persons))
@@ -96,7 +97,8 @@ def test_attach_ground_truth_adds_head_boxes(tmp_path: Path, mpii_json: Path, mp
     assert records[0].headbox is None  # inputs are left as they were
 
 
-def test_attach_count_mismatch_names_both_files(tmp_path: Path, mpii_json: Path, mpii_fixture_dir: Path, persons: list[dict]) -> None:
+def test_attach_count_mismatch_names_both_files(tmp_path: Path, mpii_json: Path, mpii_fixture_dir: Path,
+                                                persons: list[dict]) -> None:
     mat = tmp_path / "gt_valid.mat"
     write_gt_valid(mat, persons[:4], HEADBOXES[:4])
     records = load_mpii_annotations(mpii_json, mpii_fixture_dir)
@@ -107,7 +109,8 @@ def test_attach_count_mismatch_names_both_files(tmp_path: Path, mpii_json: Path,
     assert str(mpii_json) in message and "has 5" in message
 
 
-def test_attach_joint_mismatch_names_the_record(tmp_path: Path, mpii_json: Path, mpii_fixture_dir: Path, persons: list[dict]) -> None:
+def test_attach_joint_mismatch_names_the_record(tmp_path: Path, mpii_json: Path, mpii_fixture_dir: Path,
+                                                persons: list[dict]) -> None:
     mat = tmp_path / "gt_valid.mat"
     edited = json.loads(json.dumps(persons))
     edited[3]["joints"][10][0] += 2.0  # r_wrist of record 3 moved by 2 px

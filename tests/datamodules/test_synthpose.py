@@ -107,7 +107,8 @@ def test_images_do_not_depend_on_counts(synth: Path, tmp_path: Path) -> None:
 def test_regenerating_replaces_old_images_and_refuses_foreign_folders(tmp_path: Path) -> None:
     root = _generate(tmp_path / "root", num_train=4, num_val=2)
     _generate(root, num_train=2, num_val=1)
-    assert sorted(p.name for p in (root / "images").iterdir()) == ["train_000000.jpg", "train_000001.jpg", "val_000000.jpg"]
+    images = sorted(p.name for p in (root / "images").iterdir())
+    assert images == ["train_000000.jpg", "train_000001.jpg", "val_000000.jpg"]
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
@@ -228,7 +229,7 @@ def test_coco_and_mpii_list_the_same_persons(synth: Path) -> None:
         mpii = _load(synth / "mpii/annot" / mpii_name)
         assert len(coco["annotations"]) == len(mpii)
         names = {image["id"]: image["file_name"] for image in coco["images"]}
-        for ann, entry in zip(coco["annotations"], mpii):
+        for ann, entry in zip(coco["annotations"], mpii, strict=True):
             assert names[ann["image_id"]] == entry["image"]
             keypoints = np.array(ann["keypoints"]).reshape(17, 3)
             joints = np.array(entry["joints"])
@@ -259,7 +260,7 @@ def test_project_mpii_loaders_read_it(synth: Path) -> None:
     joined = attach_ground_truth(records, gt)
     entries = _load(annot / "valid.json")
     assert len(joined) == len(entries) == len(gt)
-    for record, entry in zip(joined, entries):
+    for record, entry in zip(joined, entries, strict=True):
         assert Path(record.image).is_file()
         np.testing.assert_allclose(record.keypoints, np.array(entry["joints"]) - 1.0, atol=1e-9)
         assert record.headbox is not None and (record.headbox[1] > record.headbox[0]).all()
@@ -279,7 +280,8 @@ def test_project_coco_loaders_read_it(synth: Path) -> None:
     detections = synth / "coco/person_detection_results/synthpose_val_detections.json"
     boxes = load_coco_detection_records(annotation, synth / "images", detections, aspect_ratio=0.75)
     assert len(boxes) == len(_load(detections))
-    assert len(load_coco_detection_records(annotation, synth / "images", detections, 0.75, score_threshold=0.5)) < len(boxes)
+    kept = load_coco_detection_records(annotation, synth / "images", detections, 0.75, score_threshold=0.5)
+    assert len(kept) < len(boxes)
 
 
 def test_build_dataset_reads_both_formats(synth: Path) -> None:
@@ -300,9 +302,10 @@ def test_written_flags_are_the_scene_flags(synth: Path) -> None:
         for person in render_scene(SEED, "val", index).persons:
             if person.annotated:
                 flags = person.coco_flags[COCO_INDEX]
-                expected.append(np.concatenate([np.where(flags[:, None] > 0, person.keypoints[COCO_INDEX], 0), flags[:, None]], 1))
+                labelled = np.where(flags[:, None] > 0, person.keypoints[COCO_INDEX], 0)
+                expected.append(np.concatenate([labelled, flags[:, None]], 1))
     assert len(written) == len(expected)
-    for a, b in zip(written, expected):
+    for a, b in zip(written, expected, strict=True):
         np.testing.assert_array_equal(a, b)
 
 

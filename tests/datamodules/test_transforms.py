@@ -162,7 +162,8 @@ def test_flipped_crop_is_the_mirrored_crop():
     record = _record(COCO, rng, center=(200.3, 150.7), scale=(0.9, 1.2))
     plain = TopDownTransform((64, 48), COCO)(image, record, index=0)
     flipper = TopDownTransform((64, 48), COCO, Augmentation(flip=True), seed=0)
-    flipped = next(s for s in (flipper(image, record, index=i) for i in range(20)) if np.linalg.det(s["matrix"][:, :2]) < 0)
+    samples = (flipper(image, record, index=i) for i in range(20))
+    flipped = next(s for s in samples if np.linalg.det(s["matrix"][:, :2]) < 0)
     diff = (_to_uint8_rgb(flipped["image"]).astype(int) - _to_uint8_rgb(plain["image"])[:, ::-1].astype(int))
     # Same source points; only OpenCV's 1/32-pixel fixed-point rounding may differ by a grey level.
     assert np.abs(diff).max() <= 1
@@ -240,15 +241,18 @@ def test_evaluation_transform_has_no_randomness():
 @pytest.fixture(scope="module")
 def scene():
     rng = np.random.default_rng(9)
-    return rng.integers(0, 256, (240, 320, 3), dtype=np.uint8), _record(COCO, rng, center=(160.0, 120.0), scale=(0.8, 1.0))
+    image = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    return image, _record(COCO, rng, center=(160.0, 120.0), scale=(0.8, 1.0))
 
 
 def _augmented(seed: int = 0) -> TopDownTransform:
-    return TopDownTransform((64, 48), COCO, dataclasses.replace(HRNET_COCO, photometric=True, colour_scale=0.2), seed=seed)
+    augmentation = dataclasses.replace(HRNET_COCO, photometric=True, colour_scale=0.2)
+    return TopDownTransform((64, 48), COCO, augmentation, seed=seed)
 
 
 def _same(a: dict, b: dict) -> bool:
-    return torch.equal(a["image"], b["image"]) and np.array_equal(a["keypoints"], b["keypoints"]) and np.array_equal(a["matrix"], b["matrix"])
+    return (torch.equal(a["image"], b["image"]) and np.array_equal(a["keypoints"], b["keypoints"])
+            and np.array_equal(a["matrix"], b["matrix"]))
 
 
 def test_same_seed_epoch_index_gives_identical_samples(scene):
@@ -263,8 +267,8 @@ def test_other_epoch_or_seed_gives_other_augmentation(scene):
     base = [transform(image, record, i, epoch=0)["matrix"] for i in range(6)]
     later = [transform(image, record, i, epoch=1)["matrix"] for i in range(6)]
     reseeded = [_augmented(seed=1)(image, record, i, epoch=0)["matrix"] for i in range(6)]
-    assert all(not np.array_equal(a, b) for a, b in zip(base, later))
-    assert all(not np.array_equal(a, b) for a, b in zip(base, reseeded))
+    assert all(not np.array_equal(a, b) for a, b in zip(base, later, strict=True))
+    assert all(not np.array_equal(a, b) for a, b in zip(base, reseeded, strict=True))
 
 
 def test_results_do_not_depend_on_call_order(scene):
@@ -428,7 +432,8 @@ def test_half_body_needs_enough_joints():
     record.visible[15] = True
     box = record.keypoints[:8].max(axis=0) - record.keypoints[:8].min(axis=0)
     width = max(box[0], box[1] * 0.75)
-    upper = affine_matrix(record.keypoints[:8].mean(axis=0), (width * 1.5 / 200, width / 0.75 * 1.5 / 200), 0.0, (192, 256))
+    upper = affine_matrix(record.keypoints[:8].mean(axis=0), (width * 1.5 / 200, width / 0.75 * 1.5 / 200), 0.0,
+                          (192, 256))
     for index in range(10):
         np.testing.assert_allclose(transform(image, record, index)["matrix"], upper, atol=1e-9)
 

@@ -75,7 +75,7 @@ def shared_fixtures_untouched(fixtures_dir: Path):
 
 
 def _datamodule(root: Path, name: str = "mpii") -> PoseDataModule:
-    return PoseDataModule(dataset=name, root=root, input_size=(64, 48), batch_size=2)
+    return PoseDataModule(name=name, root=root, input_size=(64, 48), batch_size=2)
 
 
 def test_truncated_jpeg_names_the_file(mpii: Path, capsys: pytest.CaptureFixture[str]) -> None:

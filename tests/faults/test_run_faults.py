@@ -16,8 +16,8 @@ import torch
 
 from benchmark.cli import main
 from benchmark.config import load_config
-from benchmark.evaluation import write_json, write_mpii_predictions
 from benchmark.gallery import _write_palette_png
+from benchmark.protocols.base import write_json, write_pred_mat
 from benchmark.run_record import hardware, read_record, validate_record, write_record
 from benchmark.train import train
 
@@ -95,7 +95,7 @@ def test_records_predictions_and_galleries_honour_the_umask(umask, tmp_path):
     previous = os.umask(umask)
     try:
         record = write_record(json.loads(EXAMPLE.read_text()), tmp_path / "records")
-        predictions = write_mpii_predictions(tmp_path / "pred.mat", np.zeros((2, 16, 2)))
+        predictions = write_pred_mat(tmp_path / "pred.mat", np.zeros((2, 16, 2)))
         keypoints = write_json(tmp_path / "keypoints.json", [{"image_id": 1}])
         gallery = tmp_path / "gallery.png"
         _write_palette_png(np.zeros((4, 4, 3), np.uint8), gallery)

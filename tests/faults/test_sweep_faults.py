@@ -1,4 +1,4 @@
-"""Sweep and launch fault cases (issue 13): no command touches the network, a signal to the sweep runner
+"""Sweep and launch fault cases: no command touches the network, a signal to the sweep runner
 reaches its runs and waits for them, a sweep's ``results_dir`` is where resuming looks, and a wandb sweep keeps
 each run's resolved config and runs in the project's environment exactly as ``wandb agent`` expands it."""
 
@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,14 @@ import pytest
 import yaml
 
 from benchmark import run_record
+from benchmark.commands.launch import forward_signal, launch, start_preload_server
 from benchmark.commands.sweep import expand_sweep, run_sweep
 from benchmark.config import load_config, to_dict
 
 REPO = Path(__file__).resolve().parents[2]
 SWEEPS = sorted((REPO / "benchmark" / "configs" / "sweeps").glob("*.yaml"))
+WANDB_SWEEPS = [path for path in SWEEPS
+                if yaml.safe_load(path.read_text())["parameters"].get("logger") == {"value": "wandb"}]
 
 # Runs before any PoseBench import: every DNS lookup or connection is recorded and refused. With arguments it
 # runs them as a CLI command; it prints the calls and albumentations' update-check switch as the process saw it.
@@ -114,6 +118,23 @@ def test_a_signal_to_the_runner_ends_its_run_and_the_run_s_workers(tmp_path: Pat
                 os.kill(pid, signal.SIGKILL)
 
 
+def test_a_signal_reaches_a_preloaded_run_forked_from_the_server(tmp_path: Path) -> None:
+    # `data synth` of 100000 images runs for minutes: it is still writing when the signal comes.
+    out, log_file = tmp_path / "synth", tmp_path / "run.log"
+    command = [sys.executable, "-m", "benchmark", "data", "synth", "--out", str(out), "--train", "100000"]
+    start_preload_server()
+    codes: list[int] = []
+    worker = threading.Thread(target=lambda: codes.append(launch(command, dict(os.environ), log_file, preloaded=True)))
+    worker.start()
+    deadline = time.monotonic() + 60
+    while not (log_file.exists() and "SynthPose" in log_file.read_text()):  # its progress bar, in its own log
+        assert worker.is_alive() and time.monotonic() < deadline, log_file.read_text() if log_file.exists() else ""
+        time.sleep(0.05)
+    forward_signal(signal.SIGTERM, kill=False)
+    worker.join(timeout=30)
+    assert codes == [-signal.SIGTERM]
+
+
 def _record(overrides: list[str], run_id: str) -> dict[str, Any]:
     config = load_config(overrides)
     return {"schema_version": run_record.SCHEMA_VERSION, "run_id": run_id, "config": to_dict(config)}
@@ -146,7 +167,7 @@ class _CapturedWandb:
         type(self).kwargs = kwargs
 
 
-@pytest.mark.parametrize("sweep_path", SWEEPS, ids=[p.stem for p in SWEEPS])
+@pytest.mark.parametrize("sweep_path", WANDB_SWEEPS, ids=[p.stem for p in WANDB_SWEEPS])
 def test_wandb_config_survives_the_sweep_s_locked_parameters(sweep_path: Path, tmp_path: Path, monkeypatch) -> None:
     import pytorch_lightning.loggers
 

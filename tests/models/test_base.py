@@ -136,7 +136,8 @@ def test_optimizers_get_their_settings() -> None:
     assert isinstance(adam, torch.optim.Adam) and adam.defaults["lr"] == 0.01 and adam.defaults["weight_decay"] == 0.1
     rms = _oracle(optimizer="rmsprop", lr=2.5e-4, alpha=0.9, eps=1e-6).build_optimizer()
     assert isinstance(rms, torch.optim.RMSprop)
-    assert (rms.defaults["lr"], rms.defaults["alpha"], rms.defaults["eps"], rms.defaults["momentum"]) == (2.5e-4, 0.9, 1e-6, 0)
+    rms_settings = (rms.defaults["lr"], rms.defaults["alpha"], rms.defaults["eps"], rms.defaults["momentum"])
+    assert rms_settings == (2.5e-4, 0.9, 1e-6, 0)
     sgd = _oracle(optimizer="sgd", lr=0.1, momentum=0.8).build_optimizer()
     assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["momentum"] == 0.8
 
@@ -218,7 +219,8 @@ def test_checkpoint_round_trips_with_weights_only(tmp_path: Path) -> None:
     model.eval()
     restored.eval()
     with torch.no_grad():
-        torch.testing.assert_close(restored.predict_step(batch, 0)["keypoints"], model.predict_step(batch, 0)["keypoints"])
+        torch.testing.assert_close(restored.predict_step(batch, 0)["keypoints"],
+                                   model.predict_step(batch, 0)["keypoints"])
 
     outputs = _trainer(tmp_path).validate(restored, loader, verbose=False)
     assert set(outputs[0]) == {"val/loss"} and math.isfinite(outputs[0]["val/loss"])

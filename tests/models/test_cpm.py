@@ -80,7 +80,7 @@ def test_later_stages_share_one_image_branch_and_have_large_kernels() -> None:
     assert len(net.features) == len(net.refine) == 5
     shared = [(m.in_channels, m.out_channels, m.kernel_size[0]) for m in net.shared if isinstance(m, nn.Conv2d)]
     assert shared == [(3, 128, 9), (128, 128, 9), (128, 128, 9)]
-    for features, refine in zip(net.features, net.refine):
+    for features, refine in zip(net.features, net.refine, strict=True):
         assert [(m.in_channels, m.out_channels, m.kernel_size[0]) for m in features if isinstance(m, nn.Conv2d)] \
             == [(128, 32, 5)]
         convs = [(m.in_channels, m.out_channels, m.kernel_size[0]) for m in refine if isinstance(m, nn.Conv2d)]
@@ -263,7 +263,7 @@ def _pckh(model: pl.LightningModule, datamodule: PoseDataModule, tmp_path: Path)
 @pytest.mark.slow
 def test_cpm_tiny_learns_on_synthpose(synthpose_root: Path, tmp_path: Path) -> None:
     torch.manual_seed(0)
-    datamodule = PoseDataModule(dataset="synthpose", root=synthpose_root, data_format="mpii", input_size=(128, 128),
+    datamodule = PoseDataModule(name="synthpose", root=synthpose_root, format="mpii", input_size=(128, 128),
                                 batch_size=16, val_batch_size=60, seed=0, augmentation=Augmentation(flip=True))
     datamodule.setup("fit")
     # Settings that make the plain (BatchNorm-free) tiny net learn within the CPU budget: PyTorch's

@@ -165,7 +165,7 @@ def test_each_stage_gets_only_its_own_loss_gradient() -> None:
     model.zero_grad()
     torch.manual_seed(1)
     model.compute_loss([model.net.initial(batch["image"])], batch).backward()
-    for grad, param in zip(expected, model.net.stages[0].parameters()):
+    for grad, param in zip(expected, model.net.stages[0].parameters(), strict=True):
         torch.testing.assert_close(param.grad, grad)
 
 
@@ -211,7 +211,7 @@ def test_tiny_learns_and_the_second_stage_lowers_the_error(synthpose_root: Path)
     from benchmark.metrics import mean_pixel_error, mpii_pckh
     from datamodules.datamodule import PoseDataModule
 
-    data = PoseDataModule(dataset="synthpose", root=synthpose_root, data_format="mpii", input_size=(96, 96),
+    data = PoseDataModule(name="synthpose", root=synthpose_root, format="mpii", input_size=(96, 96),
                           batch_size=100, seed=0, shuffle=False)
     data.setup("fit")
     train, val = _tensors(data.train_dataloader()), _tensors(data.val_dataloader())

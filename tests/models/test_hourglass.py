@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import models
+from benchmark.config import load_config
 from models.hourglass import Hourglass, Residual, StackedHourglass, StackedHourglassNet
 
 
@@ -46,7 +47,8 @@ def test_residual_is_pre_activation_bottleneck_with_projection_skip() -> None:
     kinds = [type(layer) for layer in block.body]
     assert kinds == [nn.BatchNorm2d, nn.ReLU, nn.Conv2d] * 3
     convs = [layer for layer in block.body if isinstance(layer, nn.Conv2d)]
-    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [(64, 64, (1, 1)), (64, 64, (3, 3)), (64, 128, (1, 1))]
+    shapes = [(c.in_channels, c.out_channels, c.kernel_size) for c in convs]
+    assert shapes == [(64, 64, (1, 1)), (64, 64, (3, 3)), (64, 128, (1, 1))]
     assert isinstance(block.skip, nn.Conv2d) and block.skip.kernel_size == (1, 1)
     assert isinstance(Residual(32, 32).skip, nn.Identity)
 
@@ -95,7 +97,8 @@ def test_input_must_be_divisible_by_64() -> None:
 def test_paper_variants_use_the_official_settings() -> None:
     variant = models.VARIANTS["hourglass-8"]
     assert variant.input_size == (256, 256)
-    assert variant.kwargs["optimizer"] == "rmsprop" and variant.kwargs["lr"] == 2.5e-4
+    cfg = load_config(["method=hourglass-8"])
+    assert (cfg.optim.optimizer, cfg.optim.lr) == ("rmsprop", 2.5e-4)
     with torch.device("meta"):
         model = models.build("hourglass-8")
     assert model.codec.heatmap_size == (64, 64)

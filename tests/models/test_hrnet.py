@@ -90,7 +90,7 @@ def test_w32_structure_follows_pose_hrnet() -> None:
     assert len(net.layer1) == 4 and net.layer1[0].conv3.out_channels == 256
     stages = [net.stage2, net.stage3, net.stage4]
     assert [len(stage) for stage in stages] == [1, 4, 3]
-    for branches, stage in zip((2, 3, 4), stages):
+    for branches, stage in zip((2, 3, 4), stages, strict=True):
         for module in stage:
             assert [len(branch) for branch in module.branches] == [4] * branches
             assert [branch[0].conv1.in_channels for branch in module.branches] == [32 * 2 ** b for b in range(branches)]
@@ -114,7 +114,7 @@ def test_exchange_unit_sums_resampled_branches() -> None:
     x = [torch.randn(2, w, 16 // 2 ** b, 12 // 2 ** b) for b, w in enumerate(widths)]
     with torch.no_grad():
         out = module([t.clone() for t in x])
-        y = [branch(t) for branch, t in zip(module.branches, x)]
+        y = [branch(t) for branch, t in zip(module.branches, x, strict=True)]
         # Branch 1 -> 0: 1x1 conv, BN, nearest x2; branch 0 -> 2: two stride-2 3x3 convs, ReLU between them only.
         up = module.fuse_layers[0][1]
         assert isinstance(up[2], nn.Upsample) and up[2].scale_factor == 2 and up[0].kernel_size == (1, 1)
@@ -174,7 +174,8 @@ _NOT_MAPPED = ("incre_modules.", "downsamp_modules.", "final_layer.", "classifie
                "stage4.2.fuse_layers.1.", "stage4.2.fuse_layers.2.", "stage4.2.fuse_layers.3.")
 
 
-def test_imagenet_weights_are_mapped_onto_every_backbone_tensor(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_imagenet_weights_are_mapped_onto_every_backbone_tensor(monkeypatch: pytest.MonkeyPatch,
+                                                                tmp_path: Path) -> None:
     calls = []
     create = timm.create_model
 
@@ -245,7 +246,7 @@ def _pckh(model: HRNet, datamodule: PoseDataModule, root: Path) -> float:
 @pytest.mark.slow
 def test_tiny_learns_on_synthpose(synthpose_root: Path, tmp_path: Path) -> None:
     torch.manual_seed(0)
-    datamodule = PoseDataModule(dataset="synthpose", root=synthpose_root, data_format="mpii", input_size=INPUT_SIZE,
+    datamodule = PoseDataModule(name="synthpose", root=synthpose_root, format="mpii", input_size=INPUT_SIZE,
                                 batch_size=16, val_batch_size=60, seed=0, augmentation=Augmentation(flip=True))
     datamodule.setup("fit")
     model = models.build("hrnet-tiny", input_size=list(INPUT_SIZE), num_joints=MPII.num_joints,

@@ -7,6 +7,7 @@ parameter count, and training on SynthPose scored with the MPII protocol.
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -31,7 +32,8 @@ def _batch(model: models.base.PoseEstimator, size: int, seed: int) -> dict[str, 
     height, width = model.input_size
     return {
         "image": torch.randn(size, 3, height, width, generator=generator),
-        "keypoints": torch.rand(size, model.num_joints, 2, generator=generator) * torch.tensor([width - 1.0, height - 1.0]),
+        "keypoints": (torch.rand(size, model.num_joints, 2, generator=generator)
+                      * torch.tensor([width - 1.0, height - 1.0])),
         "visible": (torch.rand(size, model.num_joints, generator=generator) > 0.2).float(),
         "index": torch.arange(size),
     }
@@ -93,7 +95,7 @@ def _assert_steps_bounded(model: models.base.PoseEstimator, image: torch.Tensor)
     """Every step moves every joint by at most L (float32 rounding only); returns the largest move / L."""
     with torch.no_grad():
         steps = model.predict_steps(image)
-    moves = torch.stack([(b - a).norm(dim=-1) for a, b in zip(steps[:-1], steps[1:])])
+    moves = torch.stack([(b - a).norm(dim=-1) for a, b in itertools.pairwise(steps)])
     assert len(steps) == model.num_steps + 1
     assert float(moves.max()) <= model.step_bound_px * (1 + 1e-5)
     return float(moves.max()) / model.step_bound_px
@@ -109,7 +111,7 @@ def test_corrections_are_bounded_on_random_inputs() -> None:
     small.mean_pose.zero_()
     with torch.no_grad():
         steps = small.predict_steps(torch.randn(6, 3, 64, 64))
-    moves = torch.stack([(b - a).norm(dim=-1) for a, b in zip(steps[:-1], steps[1:])])
+    moves = torch.stack([(b - a).norm(dim=-1) for a, b in itertools.pairwise(steps)])
     torch.testing.assert_close(moves, torch.full_like(moves, 0.1), rtol=1e-4, atol=0)
 
 
@@ -197,7 +199,7 @@ def _val_predictions(model, datamodule: PoseDataModule) -> tuple[list[float], np
             errors.append(torch.stack([(s - batch["keypoints"]).norm(dim=-1)[annotated].sum() for s in steps]))
             largest = max(largest, _assert_steps_bounded(model, batch["image"]))
             out = model.predict_step(batch, 0)
-            keypoints.update(zip(out["index"].tolist(), out["keypoints"].numpy()))
+            keypoints.update(zip(out["index"].tolist(), out["keypoints"].numpy(), strict=True))
     total = int(sum(int((b["visible"] > 0).sum()) for b in datamodule.val_dataloader()))
     per_step = (torch.stack(errors).sum(0) / total).tolist()
     return per_step, np.stack([keypoints[i] for i in range(len(keypoints))]), largest
@@ -206,7 +208,7 @@ def _val_predictions(model, datamodule: PoseDataModule) -> tuple[list[float], np
 @pytest.mark.slow
 def test_tiny_ief_learns_on_synthpose(synthpose_root: Path, tmp_path: Path) -> None:
     torch.manual_seed(0)
-    datamodule = PoseDataModule(dataset="synthpose", root=synthpose_root, input_size=INPUT_SIZE, batch_size=16,
+    datamodule = PoseDataModule(name="synthpose", root=synthpose_root, input_size=INPUT_SIZE, batch_size=16,
                                 val_batch_size=64, seed=0, augmentation=Augmentation(flip=True))
     datamodule.setup("fit")
     records = build_dataset("synthpose", synthpose_root, "val").records

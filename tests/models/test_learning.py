@@ -49,7 +49,7 @@ def val_truth(synthpose_root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def _datamodule(root: Path) -> PoseDataModule:
-    return PoseDataModule(dataset="synthpose", root=root, input_size=INPUT_SIZE, batch_size=BATCH,
+    return PoseDataModule(name="synthpose", root=root, input_size=INPUT_SIZE, batch_size=BATCH,
                           val_batch_size=64, seed=0, augmentation=Augmentation(flip=True))
 
 

@@ -22,16 +22,17 @@ PAPER_PARAMS = sorted(name for name, variant in models.VARIANTS.items() if varia
 
 def _offline(name: str) -> dict:
     """Overrides that keep a variant from downloading weights."""
-    return {"pretrained": False} if "pretrained" in models.registry.accepted_kwargs(models.METHODS[models.VARIANTS[name].method]) else {}
+    method = models.METHODS[models.VARIANTS[name].method]
+    return {"pretrained": False} if "pretrained" in models.registry.accepted_kwargs(method) else {}
 
 
 def _stages(outputs: torch.Tensor | list[torch.Tensor]) -> list[torch.Tensor]:
     return outputs if isinstance(outputs, list) else [outputs]
 
 
-def _heatmap_channels(model: HeatmapEstimator) -> tuple[int, int]:
-    """K maps, or K + 1 where the method also predicts a background map (CPM, DESIGN.md's table)."""
-    return (model.num_joints, model.num_joints + 1)
+def _heatmap_channels(model: HeatmapEstimator) -> int:
+    """K maps, plus the maps a method declares beyond the joints (``extra_maps``: CPM's background map)."""
+    return model.num_joints + getattr(model, "extra_maps", 0)
 
 
 def _random_batch(model: models.base.PoseEstimator, batch: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -56,7 +57,7 @@ def test_tiny_variant_shapes_gradients_and_overfitting(name: str) -> None:
     for stage in _stages(outputs):
         assert stage.shape[0] == 2 and torch.isfinite(stage).all()
         if isinstance(model, HeatmapEstimator):
-            assert stage.shape[1] in _heatmap_channels(model)
+            assert stage.shape[1] == _heatmap_channels(model)
             assert tuple(stage.shape[2:]) == model.codec.heatmap_size
         else:  # coordinate regressors: one (x, y) per joint and stage (or step)
             assert tuple(stage.shape[1:]) == (model.num_joints, 2)
@@ -74,7 +75,8 @@ def test_tiny_variant_shapes_gradients_and_overfitting(name: str) -> None:
         loss = model.compute_loss(model(batch["image"]), batch)
         loss.backward()
         optimizer.step()
-    assert float(loss.detach()) < 0.5 * first, f"loss {first:.3g} -> {float(loss.detach()):.3g} when overfitting one batch"
+    last = float(loss.detach())
+    assert last < 0.5 * first, f"loss {first:.3g} -> {last:.3g} when overfitting one batch"
 
 
 @pytest.mark.parametrize("name", TINY)
@@ -135,7 +137,7 @@ def test_full_size_variant_output_shapes(name: str) -> None:
         expected = (height // model.output_stride, width // model.output_stride)
         assert model.codec.heatmap_size == expected
         assert all(tuple(stage.shape[2:]) == expected for stage in _stages(outputs))
-        assert all(stage.shape[1] in _heatmap_channels(model) for stage in _stages(outputs))
+        assert all(stage.shape[1] == _heatmap_channels(model) for stage in _stages(outputs))
 
 
 @pytest.mark.parametrize("name", PAPER_PARAMS)

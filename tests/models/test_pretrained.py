@@ -107,7 +107,7 @@ def test_offline_build_fails_fast_naming_model_weights_and_switch(
     assert len(no_network) == 1  # one probe, no retries
 
 
-def test_hrnet_example_from_the_issue(no_network: list[str], caches: Path) -> None:
+def test_offline_hrnet_w32_names_its_hub_weights_and_cache(no_network: list[str], caches: Path) -> None:
     with pytest.raises(PretrainedWeightsUnavailable) as error:
         models.build("hrnet-w32", num_joints=17, flip_pairs=[[1, 2]], input_size=[256, 192], pretrained=True)
     message = str(error.value)
@@ -175,6 +175,31 @@ def test_cached_url_weights_load_without_network(no_probe: None, caches: Path, m
     assert pretrained.torch_hub_file(url) == str(path)
     model = create_timm_model(TINY_TIMM, pretrained=True, owner="test")
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+
+def test_cached_url_pair_weights_load_without_network(no_probe: None, caches: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """timm's ``url`` as a (URL, file name) pair: the file is cached under that name, not the URL's."""
+    url = "https://example.invalid/download?weights=test_resnet"
+    cfg = dataclasses.replace(timm.models.get_pretrained_cfg(TINY_TIMM), hf_hub_id=None,
+                              url=(url, "test_resnet-0007.pth"))
+    monkeypatch.setattr(pretrained, "get_pretrained_cfg", lambda name: cfg)
+    state = _random_state("test_resnet", seed=7)
+    path = caches / "torch" / "hub" / "checkpoints" / "test_resnet-0007.pth"
+    path.parent.mkdir(parents=True)
+    torch.save(state, path)
+    model = create_timm_model(TINY_TIMM, pretrained=True, owner="test")
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+
+def test_url_pair_miss_names_the_cache_file(no_network: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    url = "https://example.invalid/download?weights=test_resnet"
+    cfg = dataclasses.replace(timm.models.get_pretrained_cfg(TINY_TIMM), hf_hub_id=None,
+                              url=(url, "test_resnet-0007.pth"))
+    monkeypatch.setattr(pretrained, "get_pretrained_cfg", lambda name: cfg)
+    with pytest.raises(PretrainedWeightsUnavailable, match="test_resnet-0007.pth"):
+        create_timm_model(TINY_TIMM, pretrained=True, owner="test")
+    assert no_network == [url]
 
 
 def test_cached_googlenet_loads_without_network(no_probe: None, caches: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import models
+from datamodules.skeletons import COCO, MPII
 from models import registry
 from models.base import HeatmapEstimator
 from models.hourglass import StackedHourglass
@@ -30,6 +31,18 @@ def test_package_registers_the_methods_and_variants() -> None:
     assert models.VARIANTS["hourglass-8"].kwargs["stacks"] == 8
 
 
+def test_the_presets_skeletons_are_the_datasets_exactly() -> None:
+    # models never import datamodules, so the registry restates the two skeletons its presets default to;
+    # the harness always passes the dataset's own. Tied here, and every preset that names flip pairs uses them.
+    skeletons = {MPII.num_joints: MPII, COCO.num_joints: COCO}
+    assert (registry.MPII_JOINTS, registry.MPII_FLIP_PAIRS) == (MPII.num_joints, [list(p) for p in MPII.flip_pairs])
+    assert (registry.COCO_JOINTS, registry.COCO_FLIP_PAIRS) == (COCO.num_joints, [list(p) for p in COCO.flip_pairs])
+    for name, variant in models.VARIANTS.items():
+        if "flip_pairs" in variant.kwargs:
+            skeleton = skeletons[variant.kwargs["num_joints"]]
+            assert [list(p) for p in variant.kwargs["flip_pairs"]] == [list(p) for p in skeleton.flip_pairs], name
+
+
 def test_every_method_has_a_tiny_variant() -> None:
     tiny_methods = {variant.method for variant in models.VARIANTS.values() if variant.tiny}
     assert tiny_methods == set(models.METHODS)
@@ -37,7 +50,8 @@ def test_every_method_has_a_tiny_variant() -> None:
 
 @pytest.mark.usefixtures("scratch_registry")
 def test_duplicate_method_name_fails_naming_both_classes() -> None:
-    with pytest.raises(ValueError, match=r"'hourglass' is already registered by models\.hourglass\.StackedHourglass.*Imposter"):
+    already = r"'hourglass' is already registered by models\.hourglass\.StackedHourglass.*Imposter"
+    with pytest.raises(ValueError, match=already):
         @registry.register_method("hourglass")
         class Imposter(HeatmapEstimator):
             pass

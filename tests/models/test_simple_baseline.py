@@ -39,7 +39,8 @@ def test_head_structure_follows_pose_resnet() -> None:
         assert deconv.kernel_size == (4, 4) and deconv.stride == (2, 2) and deconv.padding == (1, 1)
         assert deconv.output_padding == (0, 0) and deconv.bias is None and deconv.out_channels == 256
     final = model.net.head.final
-    assert final.kernel_size == (1, 1) and final.bias is not None and (final.in_channels, final.out_channels) == (256, 17)
+    assert final.kernel_size == (1, 1) and final.bias is not None
+    assert (final.in_channels, final.out_channels) == (256, 17)
     assert model.net.backbone.num_features == 2048
     assert model.codec.heatmap_size == (64, 48)
 
@@ -48,7 +49,8 @@ def test_head_initialisation_is_small_normal() -> None:
     torch.manual_seed(0)
     model = models.build("simplebaseline-tiny")
     head = model.net.head
-    weights = torch.cat([m.weight.detach().flatten() for m in head.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))])
+    convolutions = [m for m in head.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    weights = torch.cat([m.weight.detach().flatten() for m in convolutions])
     assert abs(float(weights.std()) - 0.001) < 0.00005
     assert float(head.final.bias.abs().max()) == 0.0
     norms = [m for m in head.modules() if isinstance(m, nn.BatchNorm2d)]

@@ -189,7 +189,7 @@ def test_tiny_learns_on_synthpose_and_the_fine_model_refines(synthpose_root: Pat
 def _learn(synthpose_root: Path, start: float) -> None:
     torch.manual_seed(0)
     model = models.build("tompson-tiny", flip_test=False, decoder="argmax")
-    data = PoseDataModule(dataset="synthpose", root=synthpose_root, data_format="mpii", input_size=model.input_size,
+    data = PoseDataModule(name="synthpose", root=synthpose_root, format="mpii", input_size=model.input_size,
                           batch_size=16, seed=0, shuffle=False)
     data.setup("fit")
     # Unaugmented crops, decoded once and kept in memory: every epoch then costs only the network.
@@ -197,7 +197,8 @@ def _learn(synthpose_root: Path, start: float) -> None:
     ground_truth = data.val_dataset.mpii_ground_truth
 
     def pckh(predictions: torch.Tensor) -> float:
-        return mpii_pckh(predictions.numpy(), ground_truth.joints, ~ground_truth.missing, ground_truth.headboxes)["Mean"]
+        visible = ~ground_truth.missing
+        return mpii_pckh(predictions.numpy(), ground_truth.joints, visible, ground_truth.headboxes)["Mean"]
 
     model.eval()
     untrained = pckh(_predict(model, val)[2])

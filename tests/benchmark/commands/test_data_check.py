@@ -23,7 +23,8 @@ def coco_root(tmp_path: Path, coco_fixture_dir: Path) -> Path:
 def full_coco_root(coco_root: Path) -> Path:
     """Both splits: train2017 is a copy of the val2017 annotations and images."""
     annotations = coco_root / "annotations"
-    (annotations / "person_keypoints_train2017.json").write_bytes((annotations / "person_keypoints_val2017.json").read_bytes())
+    val = (annotations / "person_keypoints_val2017.json").read_bytes()
+    (annotations / "person_keypoints_train2017.json").write_bytes(val)
     (coco_root / "train2017").symlink_to(coco_root / "val2017", target_is_directory=True)
     return coco_root
 

@@ -1,40 +1,68 @@
-"""The demo: its plan covers the registry, its check catches a missing method or number, and a
-one-method demo runs end to end (spawned workers, records, leaderboard, resume)."""
+"""The demo: a sweep file that covers the registry (one run per method and format, methods filled in from the
+registry), its preset check, its leaderboard check, and a one-method demo end to end through the sweep runner
+(parallel runs, records, logs, leaderboard, a second demo that trains nothing)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import yaml
 
 import models
 from benchmark.commands import demo
+from benchmark.commands.launch import cpu_cores
 from benchmark.commands.leaderboard import MARKDOWN_NAME
+from benchmark.commands.sweep import build_command, expand_sweep, fill_methods
 from benchmark.config import load_config
 from benchmark.run_record import read_record
 
 
-def test_plan_covers_every_registered_method_in_both_formats(tmp_path: Path) -> None:
-    runs = demo.plan_demo(data_root=tmp_path / "data", out_dir=tmp_path / "out", runs_dir=tmp_path / "runs")
-    assert [(run.method, run.data_format) for run in runs] == [
-        (method, data_format) for method in sorted(models.METHODS) for data_format in ("mpii", "coco")]
+def _overrides(params: dict) -> list[str]:
+    return [f"{name}={value}" for name, value in params.items()]
+
+
+def test_the_demo_sweep_is_one_run_per_registered_method_and_format(tmp_path: Path) -> None:
+    spec = demo.demo_sweep(data_root=tmp_path / "data", out_dir=tmp_path / "out", runs_dir=tmp_path / "runs")
+    runs = expand_sweep(spec)
+    assert sorted((run["recipe"], run["data.format"]) for run in runs) == sorted(
+        (f"demo_{method}", data_format) for method in models.METHODS for data_format in ("mpii", "coco"))
     for run in runs:
-        cfg = load_config(list(run.overrides))
+        cfg = load_config(_overrides(run))
         variant = models.VARIANTS[cfg.model.variant]
-        assert variant.tiny and variant.method == run.method  # the method's tiny preset
-        assert cfg.data.name == "synthpose" and cfg.data.format == run.data_format
+        assert variant.tiny and f"demo_{variant.method}" == run["recipe"]  # the method's tiny preset
+        assert cfg.data.name == "synthpose" and cfg.data.format == run["data.format"]
+        assert cfg.data.root == str(tmp_path / "data") and cfg.output_dir == str(tmp_path / "runs")
         assert cfg.trainer.accelerator == "cpu" and cfg.reference.metric is None
-        assert cfg.results_dir == str(tmp_path / "out" / "runs") and run.epochs == cfg.trainer.max_epochs
+        assert cfg.results_dir == str(tmp_path / "out" / "runs")
         assert cfg.trainer.check_val_every_n_epoch == cfg.trainer.max_epochs  # one validation, at the end
         assert cfg.model.kwargs.get("pretrained", False) is False  # nothing to download
+        assert build_command(spec, run, "py")[:4] == ["py", "-m", "benchmark", "train"]
+
+
+def test_the_sweep_file_names_no_method_a_new_one_joins_from_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = yaml.safe_load(demo.DEMO_SWEEP.read_text())
+    assert spec["parameters"]["recipe"] == {"values": ["demo_{method}"]}
+    monkeypatch.setitem(models.METHODS, "newpose", models.METHODS["hourglass"])
+    recipes = fill_methods(spec)["parameters"]["recipe"]["values"]
+    assert recipes == [f"demo_{method}" for method in sorted(models.METHODS)] and "demo_newpose" in recipes
+
+
+def test_method_format_and_overrides_narrow_the_sweep(tmp_path: Path) -> None:
+    spec = demo.demo_sweep(["hrnet", "cpm", "hrnet"], ("coco",), out_dir=tmp_path, extra=("trainer.max_epochs=1",))
+    assert [(run["recipe"], run["data.format"], run["trainer.max_epochs"]) for run in expand_sweep(spec)] == [
+        ("demo_hrnet", "coco", "1"), ("demo_cpm", "coco", "1")]
+    assert spec["parameters"]["data.root"] == {"value": "data/synthpose-demo"}  # the file's, when not given
 
 
 def test_a_method_without_a_preset_is_an_error_naming_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(demo.DemoError, match=r"unknown SynthPose format\(s\) \['lsp'\]"):
+        demo.demo_sweep(formats=("lsp",))
     monkeypatch.setitem(models.METHODS, "newpose", models.METHODS["hourglass"])
     with pytest.raises(demo.DemoError, match=r"no demo preset for 1 method\(s\): write .*recipe/demo_newpose\.yaml"):
-        demo.plan_demo()
+        demo.demo_sweep()
     with pytest.raises(demo.DemoError, match=r"unknown method\(s\) \['nopose'\]"):
-        demo.plan_demo(["nopose"])
+        demo.demo_sweep(["nopose"])
 
 
 _TABLE_HEADER = ("| method | variant | PCKh@0.5 | n |\n|---|---|---|---|\n")
@@ -67,6 +95,16 @@ def test_check_passes_a_complete_board_and_names_what_is_missing(tmp_path: Path)
     assert len(demo.check_demo_leaderboard(tmp_path / "flat.md", ["cpm"])) == 2
 
 
+def test_demo_check_command_exits_1_on_an_incomplete_board(tmp_path: Path, capsys) -> None:
+    from benchmark.cli import main
+
+    _board(tmp_path, "| cpm | cpm-tiny | 10.75 | 1 |\n", "| cpm | cpm-tiny | 0.00 | 0.00 |\n")
+    assert main(["demo", "--check", "--out", str(tmp_path), "--method", "cpm"]) == 0
+    assert capsys.readouterr().out == f"{tmp_path / MARKDOWN_NAME}: every method has its PCKh@0.5 and AP\n"
+    assert main(["demo", "--check", "--out", str(tmp_path), "--method", "cpm", "--method", "hrnet"]) == 1
+    assert capsys.readouterr().err.count("has no row for method hrnet") == 2
+
+
 @pytest.mark.slow
 def test_one_method_demo_end_to_end_then_resumes(synthpose_root: Path, tmp_path: Path, capsys) -> None:
     out, runs_dir = tmp_path / "demo", tmp_path / "runs"
@@ -81,13 +119,16 @@ def test_one_method_demo_end_to_end_then_resumes(synthpose_root: Path, tmp_path:
         record = read_record(path)
         assert record["method"] == "ief" and record["variant"] == "ief-tiny" and record["epochs"] == 1
         assert len(record["protocols"]) == 2  # regression: flip test off and on
+        assert (out / "runs" / record["gallery"]).is_file()
     board = (out / MARKDOWN_NAME).read_text()
     assert "### SynthPose (MPII format)" in board and "### SynthPose (COCO format)" in board
     assert (out / "leaderboard.png").is_file()
-    assert all((runs_dir / f"demo_ief_{f}.log").stat().st_size > 0 for f in ("mpii", "coco"))  # worker output
+    assert all((runs_dir / f"{f}_demo_ief.log").stat().st_size > 0 for f in ("mpii", "coco"))  # each run's output
     printed = capsys.readouterr().out
+    assert f"2 of 2 runs to run, 2 at a time, {max(1, cpu_cores() // 2)} torch thread(s) each" in printed
     assert "ief (mpii): PCKh@0.5" in printed and "ief (coco): AP" in printed
     # A second demo finds both records and trains nothing.
     assert demo.run_demo(["ief"], data_root=synthpose_root, out_dir=out, runs_dir=runs_dir, extra=extra) == 0
     assert sorted((out / "runs").glob("*.json")) == records
-    assert "Training 0 of 2 runs" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert printed.count(" skip, record ") == 2 and "# 2 runs, 2 done, 0 to run" in printed

@@ -379,8 +379,8 @@ def test_manual_file_in_place_is_checked_against_the_known_checksum(tmp_path, ca
 
     assert fetch_dataset("coco", tmp_path, only=["detections"]) == 0
 
-    out = capsys.readouterr().out
-    assert "warning" in out and hashlib.sha256(dest.read_bytes()).hexdigest() in out
+    out, err = capsys.readouterr()
+    assert "warning" in err and hashlib.sha256(dest.read_bytes()).hexdigest() in err  # a warning goes to stderr
     assert "Manual steps" not in out
     assert "[ok     ] person_detection_results/COCO_val2017_detections_AP_H_56_person.json" in out
 

@@ -1,4 +1,5 @@
-"""The fidelity table (benchmark/commands/fidelity.py): generated from the recipes, complete, and consistent with them."""
+"""The fidelity table (benchmark/commands/fidelity.py): generated from the recipes, complete, and consistent with
+them."""
 
 from __future__ import annotations
 

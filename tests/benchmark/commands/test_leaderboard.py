@@ -3,7 +3,8 @@
 The records in ``data/leaderboard/records/`` are a fixed, small set: three seeds of Hourglass-8
 on MPII (with a recipe reference and per-protocol metrics), one SimpleBaseline MPII run with
 only a val stage, two COCO seeds with detections, and two SynthPose runs.
-``data/leaderboard/expected/`` holds the markdown and CSV they must give. Regenerate the
+``data/leaderboard/expected/`` holds the markdown and CSV they must give; the plot is checked by
+the points it draws (its bytes depend on the matplotlib build). Regenerate the
 expected files only deliberately, after reading the diff:
 ``python -c "from pathlib import Path; from benchmark.commands.leaderboard import generate_leaderboard;
 generate_leaderboard(Path('tests/benchmark/data/leaderboard/records'),
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,8 @@ from benchmark.commands.leaderboard import (
     fmt_stat,
     generate_leaderboard,
     mean_std,
+    plot_panels,
+    read_entries,
 )
 
 DATA = Path(__file__).parents[1] / "data" / "leaderboard"
@@ -83,6 +87,26 @@ def test_mean_std_and_n_over_three_seeds(generated: Path) -> None:
     coco = _row((generated / MARKDOWN_NAME).read_text(), "simplebaseline-res50[^3]")
     assert coco[7] == "69.20 ± 0.28" and coco[13:16] == ["2", "70.40 (AP)", "-1.20"]
     assert coco[16] == "not reproduced (±0.70)"
+
+
+def test_the_plot_draws_each_tables_first_primary_metric_against_gflops(generated: Path) -> None:
+    # The records' model.gflops and the same means and sample stds as the tables (percent; COCO AP x 100).
+    panels = plot_panels(read_entries(RECORDS))
+    assert [(title, label) for title, label, _ in panels] == [
+        ("MPII", "PCKh@0.5"), ("COCO", "AP"), ("SynthPose (MPII format)", "PCKh@0.5"),
+        ("SynthPose (COCO format)", "AP")]
+    mpii, coco, synth_mpii, synth_coco = (points for _, _, points in panels)
+    assert [(x, variant) for x, _, _, variant in mpii] == [(8.99, "simplebaseline-res50"), (26.97, "hourglass-8")]
+    assert mpii[0][1:3] == (89.0, 0.0) and mpii[1][1:3] == (pytest.approx(88.5, abs=1e-12),
+                                                             pytest.approx(0.4, abs=1e-12))
+    # AP 0.690 and 0.694: mean 69.2, std |0.4| / sqrt(2).
+    assert coco == [(8.99, pytest.approx(69.2, abs=1e-12), pytest.approx(0.4 / 2 ** 0.5, abs=1e-12),
+                     "simplebaseline-res50")]
+    assert [(x, variant) for x, _, _, variant in synth_mpii + synth_coco] == [(0.321, "hourglass-tiny"),
+                                                                             (0.15, "simplebaseline-tiny")]
+    # Four panels, two 5.5 x 4 inch panels a row at 100 dpi: 1100 x 800 pixels (PNG header, IHDR chunk).
+    header = (generated / PLOT_NAME).read_bytes()[:24]
+    assert header[12:16] == b"IHDR" and struct.unpack(">II", header[16:24]) == (1100, 800)
 
 
 def test_synthpose_rows_have_their_own_section(generated: Path) -> None:

@@ -54,16 +54,18 @@ def test_verify_stops_at_once_naming_what_is_missing(tmp_path, capsys):
     assert time.monotonic() - started < 10.0
 
 
-def test_verify_reports_unimportable_checkpoints_without_data(tmp_path):
+def test_verify_reports_unimportable_checkpoints_without_data(tmp_path, capsys):
     (tmp_path / "my_run").mkdir()
     (tmp_path / "my_run" / "model_best.pth.tar").write_bytes(b"")  # not bearpaw's: another folder
     with pytest.raises(W.WeightsError, match="none of the published checkpoints is there"):
         P.verify_checkpoints(str(tmp_path / "nodata"), str(tmp_path), tmp_path / "out")
     (tmp_path / "hg_s8_b1").mkdir()
     (tmp_path / "hg_s8_b1" / "model_best.pth.tar").write_bytes(b"")
-    lines: list[str] = []
-    assert P.verify_checkpoints(str(tmp_path / "nodata"), str(tmp_path), tmp_path / "out", printer=lines.append) == 1
+    capsys.readouterr()
+    assert P.verify_checkpoints(str(tmp_path / "nodata"), str(tmp_path), tmp_path / "out") == 1
+    lines = capsys.readouterr().out.splitlines()  # logged to stdout, one verdict per checkpoint, then the count
     assert lines[0].startswith("NOT IMPORTABLE  hg_s8_b1/model_best.pth.tar: bearpaw/pytorch-pose's HourglassNet")
+    assert lines[1:] == ["0 of 1 present checkpoint(s) reproduced within 0.1"]
 
 
 def test_evaluate_overrides_follow_each_protocol(tmp_path):
@@ -87,3 +89,11 @@ def test_verdicts_use_the_tolerance_and_units():
     mpii = next(p for p in P.PUBLISHED if p.file == "pose_hrnet_w48_256x256.pth")
     expected = "NOT VERIFIED  pose_hrnet_w48_256x256.pth: no published number, ours 90.0"
     assert P.verdict_line(mpii, 90.0) == (False, expected)
+    # MPII numbers are PCKh percent already, the metric and boxes are the protocol's.
+    assert P.our_value(mpii, {"test": {"PCKh/Mean": 90.25, "AP": 0.5}}) == 90.25
+    assert P.our_value(mpii, {"val": {"PCKh/Mean": 90.25}}) is None  # only the test stage counts
+    assert (mpii.metric, mpii.boxes, entry.metric, entry.boxes) == ("PCKh@0.5", "gt", "AP", "detections")
+    hrnet_mpii = next(p for p in P.PUBLISHED if p.file == "pose_hrnet_w32_256x256.pth")
+    assert P.verdict_line(hrnet_mpii, 90.25)[1] == (
+        "REPRODUCED  pose_hrnet_w32_256x256.pth: PCKh@0.5 ours 90.25 vs 90.3 "
+        "(leoxiaobin/deep-high-resolution-net.pytorch README.md), delta -0.05 (tolerance 0.1)")

@@ -45,6 +45,17 @@ def test_config_from_record_is_the_recorded_config_with_placement_reset(recorded
         config_from_record(record, ["method=hrnet-tiny"])
 
 
+def test_a_key_the_record_predates_takes_the_project_default_not_lightnings(recorded) -> None:
+    _, _, record = recorded
+    old = json.loads(json.dumps(record))
+    del old["config"]["trainer"]["num_sanity_val_steps"]  # records before trainer: passed every Trainer argument
+    del old["config"]["trainer"]["max_steps"]
+    cfg = config_from_record(old)
+    # defaults.yaml's 0, what the runner passed before the key existed (Lightning's own default is 2 batches).
+    assert cfg.trainer.num_sanity_val_steps == 0 and cfg.trainer.max_steps == -1
+    assert config_hash(cfg) == record["config_hash"]
+
+
 @pytest.mark.slow
 def test_rerun_reproduces_the_recorded_metrics_and_weights(recorded) -> None:
     _, result, record = recorded
@@ -54,14 +65,16 @@ def test_rerun_reproduces_the_recorded_metrics_and_weights(recorded) -> None:
     first, second = result.run.model.state_dict(), again.run.model.state_dict()
     assert all(torch.equal(first[k], second[k]) for k in first)
     new = read_record(again.record_path)
-    assert new["config_hash"] == record["config_hash"] and new["dataset"]["fingerprint"] == record["dataset"]["fingerprint"]
+    assert new["config_hash"] == record["config_hash"]
+    assert new["dataset"]["fingerprint"] == record["dataset"]["fingerprint"]
 
 
 def test_rerun_on_other_data_stops_naming_the_fingerprints(recorded, capsys) -> None:
     base, result, record = recorded
     other = base / "other"
     generate_synthpose(other, num_train=6, num_val=4, seed=1, progress=False)
-    with pytest.raises(RerunError, match=r"is not the one the record was scored on \(test: [0-9a-f]{12} here, [0-9a-f]{12} in the record; train: "):
+    fingerprints = r"\(test: [0-9a-f]{12} here, [0-9a-f]{12} in the record; train: "
+    with pytest.raises(RerunError, match=r"is not the one the record was scored on " + fingerprints):
         rerun(result.record_path, [f"data.root={other}"])
     assert main(["rerun", str(result.record_path), f"data.root={other}"]) == 2
     assert "--allow-other-data" in capsys.readouterr().err

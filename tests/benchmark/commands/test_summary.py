@@ -1,4 +1,4 @@
-"""``summary``: the DESIGN.md contract (keys, MAC convention, paper figures) and ``profile model``."""
+"""``summary``: the README's contract (keys, MAC convention, paper figures), unknown variants, and ``profile model``."""
 
 from __future__ import annotations
 
@@ -60,3 +60,7 @@ def test_profile_model_cli_prints_json_and_rejects_bad_settings(capsys):
     assert report["name"] == "hourglass-tiny" and report["device"] == "cpu" and report["batch_size"] == 1
     assert main(["profile", "model", "batchsize=1"]) == 2
     assert "method=VARIANT" in capsys.readouterr().err
+    assert main(["profile", "model", "method=hourglass-tiny", "steps=two"]) == 2
+    assert "(batch_size and steps are integers)" in capsys.readouterr().err
+    assert main(["profile", "model", "method=hourglass-9"]) == 2
+    assert "error: unknown variant(s) hourglass-9; registered: " in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""The sweep runner: wandb's grid and random expansion, command macros, resuming, parallel GPUs.
+"""The sweep runner: wandb's grid and random expansion, command macros, the ``{method}`` placeholder and
+command-line overrides, resuming, parallel GPUs and parallel CPU runs with their logs.
 
 Expected run lists are written out by hand from wandb's rules (github.com/wandb/sweeps:
 parameters in sorted name order, grid = itertools.product, random = one uniform draw per
@@ -18,13 +19,16 @@ import yaml
 
 from benchmark import run_record
 from benchmark.commands import sweep
+from benchmark.commands.launch import benchmark_args, cpu_cores
 from benchmark.commands.sweep import (
     SweepError,
     build_command,
     command_args,
     expand_sweep,
+    fill_methods,
     run_environment,
     run_sweep,
+    with_overrides,
 )
 from benchmark.config import config_hash, load_config, to_dict
 
@@ -70,7 +74,8 @@ def test_random_draws_run_cap_runs_from_a_seeded_generator() -> None:
     assert expand_sweep(spec, seed=0) == expected
     assert expand_sweep(spec, seed=0) == expand_sweep(spec, seed=0)
     assert expand_sweep(spec, seed=1) != expected
-    weighted = {"method": "random", "run_cap": 5, "parameters": {"a": {"values": [1, 2, 3], "probabilities": [0, 1, 0]}}}
+    weighted = {"method": "random", "run_cap": 5,
+                "parameters": {"a": {"values": [1, 2, 3], "probabilities": [0, 1, 0]}}}
     assert expand_sweep(weighted) == [{"a": 2}] * 5
     with pytest.raises(SweepError, match="run_cap"):
         expand_sweep({"method": "random", "parameters": {"a": {"values": [1]}}})
@@ -95,13 +100,15 @@ def test_architectures_sweep_lists_every_registered_method_in_wandb_format() -> 
 
     spec = yaml.safe_load(ARCHITECTURES.read_text())
     assert spec["method"] == "grid" and "program" in spec
-    # The project's interpreter, not wandb's bare "python" (tests/faults/test_sweep_faults.py runs it as the agent does).
+    # The project's interpreter, not wandb's bare "python" (tests/faults/test_sweep_faults.py runs it as the agent
+    # does).
     assert spec["command"] == [".venv/bin/python", "-m", "benchmark", "train", "${args_no_hyphens}"]
     presets = spec["parameters"]["method"]["values"]
     covered = {VARIANTS[p].method if p in VARIANTS else p for p in presets}
     assert set(METHODS) <= covered
     runs = expand_sweep(spec)
-    assert len(runs) == len(presets) * len(spec["parameters"]["seed"]["values"]) * len(spec["parameters"]["data"]["values"])
+    params = spec["parameters"]
+    assert len(runs) == len(presets) * len(params["seed"]["values"]) * len(params["data"]["values"])
     assert build_command(spec, runs[0], "python") == [
         ".venv/bin/python", "-m", "benchmark", "train", "data=mpii", "logger=wandb", f"method={presets[0]}", "seed=0"]
 
@@ -138,7 +145,7 @@ def test_resume_skips_runs_whose_record_exists(tmp_path: Path, monkeypatch: pyte
         "seed": {"values": [0, 1]}, "trainer.max_epochs": {"value": 1}},
         ["${env}", "${interpreter}", "-m", "benchmark", "train", "${args_no_hyphens}"])
     launched: list[tuple[list[str], dict[str, str]]] = []
-    monkeypatch.setattr(sweep, "launch", lambda command, env: launched.append((command, env)) or 0)
+    monkeypatch.setattr(sweep, "launch", lambda command, env, output, preloaded: launched.append((command, env)) or 0)
 
     assert run_sweep(sweep_file, dry_run=True, records_dir=records, python="py") == 0
     printed = capsys.readouterr().out.splitlines()
@@ -191,3 +198,97 @@ def test_parse_gpus() -> None:
         sweep.parse_gpus("0,0")
     with pytest.raises(SweepError, match="'a'"):
         sweep.parse_gpus("a")
+
+
+def test_the_method_placeholder_stands_for_each_registered_method() -> None:
+    from models import METHODS
+
+    spec = {"method": "grid", "parameters": {"recipe": {"values": ["demo_{method}", "hrnet_w32_mpii_256"]},
+                                              "seed": {"values": [0]}}}
+    assert fill_methods(spec)["parameters"]["recipe"]["values"] == [
+        *(f"demo_{method}" for method in sorted(METHODS)), "hrnet_w32_mpii_256"]
+    assert fill_methods(spec, ["hrnet", "cpm"])["parameters"]["recipe"] == {"values": [
+        "demo_hrnet", "demo_cpm", "hrnet_w32_mpii_256"]}
+    assert spec["parameters"]["recipe"]["values"] == ["demo_{method}", "hrnet_w32_mpii_256"]  # not changed in place
+    assert fill_methods({"method": "grid", "parameters": {"seed": {"value": 0}}}, []) == {
+        "method": "grid", "parameters": {"seed": {"value": 0}}}
+
+
+def test_overrides_become_constant_parameters() -> None:
+    spec = {"method": "grid", "parameters": {"seed": {"values": [0, 1]}, "data": {"values": ["mpii", "coco"]}}}
+    spec = with_overrides(spec, ["data=coco", "trainer.max_epochs=1", "optim.lr=1e-3"])
+    assert expand_sweep(spec) == [
+        {"data": "coco", "optim.lr": "1e-3", "seed": 0, "trainer.max_epochs": "1"},
+        {"data": "coco", "optim.lr": "1e-3", "seed": 1, "trainer.max_epochs": "1"}]
+    with pytest.raises(SweepError, match="'max_epochs' is not key=value"):
+        with_overrides(spec, ["max_epochs"])
+
+
+def test_a_finished_run_is_skipped_on_the_next_call(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys) -> None:
+    # The launcher writes the record a finished `train` would write, from the run's own overrides.
+    launched: list[list[str]] = []
+
+    def train(command: list[str], env: dict[str, str], output: Path | None, preloaded: bool) -> int:
+        overrides = [arg for arg in command if "=" in arg]
+        launched.append(overrides)
+        run_record.write_record(_record(overrides, f"run{len(launched)}"), load_config(overrides).results_dir)
+        return 0
+
+    monkeypatch.setattr(sweep, "launch", train)
+    sweep_file = _write_sweep(tmp_path / "sweep.yaml", {
+        "data": {"value": "synthpose"}, "method": {"values": ["hourglass-tiny", "simplebaseline-tiny"]}},
+        ["${interpreter}", "-m", "benchmark", "train", "${args_no_hyphens}"])
+    results = f"results_dir={tmp_path / 'runs'}"
+    assert run_sweep(sweep_file, overrides=[results], python="py") == 0
+    assert launched == [["data=synthpose", "method=hourglass-tiny", results],
+                        ["data=synthpose", "method=simplebaseline-tiny", results]]
+    capsys.readouterr()
+    assert run_sweep(sweep_file, overrides=[results], python="py") == 0
+    assert len(launched) == 2  # nothing launched again
+    assert capsys.readouterr().out.splitlines() == [
+        f"[1/2] skip, record {tmp_path / 'runs' / 'run1.json'}",
+        f"[2/2] skip, record {tmp_path / 'runs' / 'run2.json'}",
+        "# 2 runs, 2 done, 0 to run"]
+    # Another value of a constant is another run: nothing is skipped.
+    assert run_sweep(sweep_file, overrides=[results, "seed=5"], dry_run=True, python="py") == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "# 2 runs, 0 done, 2 to run"
+
+
+def test_jobs_run_on_the_cpu_with_a_share_of_the_cores_and_a_log_each(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    stub = ("import os, sys; print('threads', os.environ.get('OMP_NUM_THREADS'), 'gpu', "
+            "os.environ.get('CUDA_VISIBLE_DEVICES'), flush=True); print('oops', file=sys.stderr); "
+            "sys.exit(3 if 'seed=2' in sys.argv else 0)")
+    sweep_file = _write_sweep(tmp_path / "sweep.yaml", {"seed": {"values": [0, 1, 2]}, "lr": {"value": 1}},
+                              ["${interpreter}", "-c", stub, "${args_no_hyphens}"])
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    logs = tmp_path / "logs"
+    assert run_sweep(sweep_file, jobs=2, logs_dir=logs, records_dir=tmp_path / "runs", python=sys.executable) == 1
+    threads = max(1, cpu_cores() // 2)
+    assert sorted(path.name for path in logs.iterdir()) == ["0.log", "1.log", "2.log"]  # the swept values
+    for path in logs.iterdir():
+        assert path.read_text() == f"threads {threads} gpu None\noops\n"
+    out = capsys.readouterr().out
+    assert f"# 3 of 3 runs to run, 2 at a time, {threads} torch thread(s) each" in out
+    assert "] failed (exit 3) in " in out and f"(log: {logs / '2.log'})" in out
+    assert out.splitlines()[-1] == "# 3 runs, 0 done before, 2 ok, 1 failed (3)"
+    with pytest.raises(SweepError, match="exclude each other"):
+        run_sweep(sweep_file, jobs=2, gpus=[0], records_dir=tmp_path / "runs")
+    with pytest.raises(SweepError, match="positive number"):
+        run_sweep(sweep_file, jobs=-1, records_dir=tmp_path / "runs")
+
+
+def test_parallel_cpu_runs_of_this_package_are_forked_preloaded_with_their_threads(tmp_path: Path) -> None:
+    # `python -m benchmark profile codecs` prints the torch threads it ran with: the share of the cores.
+    sweep_file = _write_sweep(tmp_path / "sweep.yaml", {"batch": {"values": [1, 2]}},
+                              ["${interpreter}", "-m", "benchmark", "profile", "codecs", "${args}",
+                               "--joints", "2", "--height", "8", "--width", "8", "--repeats", "1"])
+    assert benchmark_args([sys.executable, "-m", "benchmark", "profile"]) == ["profile"]
+    assert benchmark_args(["/elsewhere/python", "-m", "benchmark", "profile"]) is None
+    logs = tmp_path / "logs"
+    assert run_sweep(sweep_file, jobs=2, logs_dir=logs, records_dir=tmp_path / "runs") == 0
+    threads = max(1, cpu_cores() // 2)
+    for batch in (1, 2):
+        text = (logs / f"{batch}.log").read_text()
+        assert text.startswith(f"codecs: batch {batch} x 2 joints") and f"torch threads {threads};" in text

@@ -529,12 +529,13 @@ def test_a_deeppose_cascade_has_no_mmpose_layout(tmp_path):
 
 
 def test_cli_choices_are_the_modules_names():
-    from benchmark.cli import build_parser
+    import argparse
 
-    parser = build_parser()
-    commands = next(a for a in parser._actions if a.dest == "command").choices
-    options = {(name, a.dest): a.choices for name in ("import-weights", "export-weights")
-               for a in commands[name]._actions if a.choices}
+    options = {}
+    for name, add_arguments in (("import-weights", W.add_import_arguments), ("export-weights", W.add_export_arguments)):
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        options.update({(name, a.dest): a.choices for a in parser._actions if a.choices})
     assert tuple(options[("import-weights", "format")]) == W.FORMATS
     assert tuple(options[("export-weights", "layout")]) == W.LAYOUTS
     assert tuple(options[("import-weights", "input_order")]) == W.INPUT_ORDERS
