@@ -20,8 +20,8 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP) ## The main job on any laptop: every method's tiny preset trained on SynthPose (CPU), results/demo/LEADERBOARD.md
 	$(PY) -m benchmark demo $(if $(JOBS),--jobs $(JOBS))
 
-test: lint $(STAMP) ## Lint and type-check, then run the test suite (everything not marked gpu)
-	$(PY) -m pytest -m "not gpu" -q
+test: lint $(STAMP) ## Lint and type-check, then run the test suite (everything not marked gpu) in 2 processes
+	$(PY) -m pytest -m "not gpu" -q -n 2
 
 lint: $(STAMP) ## ruff (pyflakes, pycodestyle, import order, pyupgrade, bugbear) and mypy in basic mode
 	$(VENV)/bin/ruff check .

@@ -1,4 +1,4 @@
-"""Data faults that must never be trained on silently (issue 13): each on a damaged copy of real sample data.
+"""Data faults that must never be trained on silently: each on a damaged copy of real sample data.
 
 Every test builds its own copy of the MPII or COCO sample files in ``tmp_path`` (images copied,
 not linked, so damaging one never touches ``../shared/fixtures``), breaks one thing, and checks

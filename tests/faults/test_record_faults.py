@@ -1,4 +1,4 @@
-"""Damaged and duplicated run records: the leaderboard is never silently wrong (issue 13, cases 2 and 7).
+"""Damaged and duplicated run records: the leaderboard is never silently wrong.
 
 Every case starts from the real test records of ``tests/benchmark/data/leaderboard/records`` and
 damages a copy: a record copied under another name, five same-seed runs, a rerun on another commit,

@@ -1,4 +1,4 @@
-"""``train resume=...`` fault cases (issue 13): a finished run is never retrained or re-recorded, a resumed
+"""``train resume=...`` fault cases: a finished run is never retrained or re-recorded, a resumed
 run's record counts the wall time of every segment, and a bad resume checkpoint stops at once in one line."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``train`` fault cases (issue 13, cases 5, 9, 12, 13): a kill between validations loses at most one
+"""``train`` fault cases: a kill between validations loses at most one
 epoch, a bad model key / precision / model name stops in one line before anything is built, written files
 honour the umask, and a record names the CPU model and the instruction-set level torch dispatches to."""
 

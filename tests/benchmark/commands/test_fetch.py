@@ -406,7 +406,7 @@ def test_archive_member_escaping_the_root_is_refused(serve, tmp_path, capsys):
 
 
 def test_tables_cover_the_documented_layouts():
-    """LAYOUT.md: COCO annotations/, train2017/, val2017/, person_detection_results/; MPII annot/, images/."""
+    """README.md, Datasets: COCO annotations/, train2017/, val2017/, person_detection_results/; MPII annot/, images/."""
     coco = {path for item in COCO_ITEMS for path in item.provides}
     mpii = {path for item in MPII_ITEMS for path in item.provides}
     assert coco == {
