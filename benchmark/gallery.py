@@ -5,10 +5,11 @@ runner hands this module the dataset split and the predictions (dataset order, i
 and gets back ONE PNG beside the run record: the top row holds the ``count`` persons with the
 lowest error, best first, the bottom row the ``count`` with the highest, worst first. Each tile
 is the person's crop taken with the project's own top-down affine (``datamodules.transforms``,
-no rotation or flip) with the ground truth drawn thin, white and semi-transparent underneath and
-the prediction drawn on top by ``benchmark.drawing.draw_skeleton`` (left blue, right orange,
-centre green; every predicted joint is drawn, annotated or not). The caption names the record
-index, the image file and the error.
+no rotation or flip) with the ground truth underneath (white limbs edged in black, white squares
+on the joints), the prediction on top by ``benchmark.drawing.draw_skeleton`` (left blue, right
+orange, centre green; every predicted joint is drawn, annotated or not) and a red segment from
+each annotated joint's truth to its prediction, so a wrong joint shows as a long red line. The
+header says so (``LEGEND``); the caption names the record index, the image file and the error.
 
 Per-person error, one number per person under the dataset's evaluation protocol, so the ranking
 agrees with what the benchmark measures: each protocol object (``benchmark.protocols``) defines
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from matplotlib import patheffects
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
@@ -51,7 +53,10 @@ CAPTION_PX = 30
 """Height of the two-line caption strip below every tile."""
 
 _DPI = 100
-_GT_COLOUR = (1.0, 1.0, 1.0, 0.6)  # white, semi-transparent: the truth stays visible under the prediction
+_GT_COLOUR = "white"
+_GT_EDGE = patheffects.withStroke(linewidth=2.6, foreground="black")  # white on black: visible on any background
+_ERROR_COLOUR = "red"
+LEGEND = "truth: white on black, squares  |  prediction: coloured  |  red: truth -> prediction"
 _BACKGROUND = "white"
 
 
@@ -123,12 +128,24 @@ def _crop(record: PersonRecord, tile_size: tuple[int, int]) -> tuple[np.ndarray,
 
 
 def _draw_truth(ax: Axes, points: np.ndarray, annotated: np.ndarray, skeleton: Skeleton) -> None:
-    """Ground truth ``(K, 2)`` crop px: thin semi-transparent white limbs and dots of the annotated joints."""
+    """Ground truth ``(K, 2)`` crop px: white limbs edged in black and white squares on the annotated joints,
+    a style no prediction uses, so truth and prediction are told apart on any background."""
     limbs = np.asarray(skeleton.limbs, dtype=np.int64).reshape(-1, 2)
     shown = annotated & np.isfinite(points).all(axis=1)
     keep = shown[limbs].all(axis=1)
-    ax.add_collection(LineCollection(points[limbs[keep]], colors=[_GT_COLOUR], linewidths=1.0, zorder=2))
-    ax.scatter(points[shown, 0], points[shown, 1], s=4.0, c=[_GT_COLOUR], linewidths=0, zorder=2)
+    ax.add_collection(LineCollection(list(points[limbs[keep]]), colors=[_GT_COLOUR], linewidths=1.2, zorder=2,
+                                     path_effects=[_GT_EDGE]))
+    ax.scatter(points[shown, 0], points[shown, 1], s=16.0, marker="s", c=[_GT_COLOUR], edgecolors="black",
+               linewidths=0.8, zorder=2)
+
+
+def _draw_errors(ax: Axes, truth: np.ndarray, pred: np.ndarray, annotated: np.ndarray) -> None:
+    """A red segment from each annotated joint's truth to its prediction ``(K, 2)`` crop px: the wrong joints
+    are the long red lines."""
+    shown = annotated & np.isfinite(truth).all(axis=1) & np.isfinite(pred).all(axis=1)
+    segments = np.stack([truth[shown], pred[shown]], axis=1)
+    # Above the truth, under the prediction markers (draw_skeleton: zorder 3), which stay readable.
+    ax.add_collection(LineCollection(list(segments), colors=[_ERROR_COLOUR], linewidths=1.2, zorder=2.5))
 
 
 def render_gallery(
@@ -165,9 +182,9 @@ def render_gallery(
     figure = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI, facecolor=_BACKGROUND)
     scored = int(np.isfinite(errors).sum())
     header = f"top: best {best.size}, bottom: worst {worst.size} of {scored} by {label}"
-    # Left-aligned: on a narrow gallery the end of the line is cut, never the title.
-    figure.text(4 / width, 1.0 - 4 / height, f"{title}  |  {header}" if title else header,
-                ha="left", va="top", fontsize=8)
+    # Left-aligned: on a narrow gallery the ends of the lines are cut, never the title.
+    figure.text(4 / width, 1.0 - 2 / height, f"{title}  |  {header}\n{LEGEND}" if title else f"{header}\n{LEGEND}",
+                ha="left", va="top", fontsize=7, linespacing=1.1)
     every_joint = np.ones(dataset.skeleton.num_joints, dtype=bool)
     for row, chosen in enumerate((best, worst)):
         top = HEADER_PX + row * (tile_h + CAPTION_PX)
@@ -179,8 +196,10 @@ def render_gallery(
                                   tile_w / width, tile_h / height))
             ax.set_axis_off()
             ax.imshow(crop, interpolation="nearest")
-            _draw_truth(ax, transform_points(gt[index], matrix), annotated[index], dataset.skeleton)
-            draw_skeleton(ax, transform_points(pred[index], matrix), every_joint, dataset.skeleton, linewidth=1.5)
+            truth, predicted = transform_points(gt[index], matrix), transform_points(pred[index], matrix)
+            _draw_truth(ax, truth, annotated[index], dataset.skeleton)
+            draw_skeleton(ax, predicted, every_joint, dataset.skeleton, linewidth=1.5)
+            _draw_errors(ax, truth, predicted, annotated[index])
             # Joints outside the crop must not zoom the tile out.
             ax.set_xlim(-0.5, tile_w - 0.5)
             ax.set_ylim(tile_h - 0.5, -0.5)

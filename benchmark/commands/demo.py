@@ -119,6 +119,30 @@ def generate_data(spec: dict[str, Any]) -> Path:
     return root
 
 
+REFERENCE_INPUT = (128, 128)
+"""The crop the reference rows are computed for: the demo presets' square crop (stride 4: a 32x32 grid)."""
+
+
+def write_references(spec: dict[str, Any], formats: tuple[str, ...], records_dir: Path) -> list[Path]:
+    """The mean-pose floor and the oracle ceiling of each format's val split (``benchmark.baselines``), written
+    beside the demo's records so the leaderboard shows them under each table."""
+    from benchmark import baselines
+    from datamodules.datasets import build_dataset
+
+    root = Path(_constant(spec, "data.root"))
+    aspect = REFERENCE_INPUT[1] / REFERENCE_INPUT[0]
+    limit = spec["parameters"].get("data.max_samples", {}).get("value")  # the runs' debug subset, if any
+    written = []
+    for data_format in formats:
+        train, val = (build_dataset("synthpose", root, split, format=data_format, aspect_ratio=aspect)
+                      for split in ("train", "val"))
+        if limit is not None:
+            train, val = train.head(int(limit)), val.head(int(limit))
+        rows = baselines.reference_rows(train, val, REFERENCE_INPUT)
+        written.append(baselines.write_references(records_dir, val, data_format, rows))
+    return written
+
+
 def run_demo(
     methods: list[str] | None = None,
     formats: tuple[str, ...] = FORMATS,
@@ -140,6 +164,7 @@ def run_demo(
     code = run_sweep(spec, jobs=jobs or cpu_cores(), logs_dir=logs_dir)
     if code >= 128:
         return code
+    write_references(spec, formats, Path(out_dir) / "runs")
     path = generate_leaderboard(Path(out_dir) / "runs", out_dir, title=TITLE)
     for run, record in demo_results(spec):
         outcome = f"{_headline(run, _primary_value(run, record))} -> {record}" if record else "no record"
@@ -238,6 +263,54 @@ def check_demo_leaderboard(path: Path | str, methods: list[str], formats: tuple[
     return problems
 
 
+TOLERANCES = {"PCKh/Mean": 3.0, "AP": 3.0}
+"""How far (in the leaderboard's points: PCKh %, AP x 100) a fresh demo row may land from the committed records of
+the same preset and format. The same seed on another CPU moves tiny-preset rows by up to about 1 PCKh and 2 AP
+(floating-point reduction order), so 3 points separate that noise from a changed method or pipeline."""
+COMMITTED = Path("results/runs")
+
+
+def demo_means(records_dir: Path) -> dict[tuple[str, str], dict[str, float]]:
+    """``{(variant, format): {metric: mean over seeds}}`` of the demo records (recipe ``demo_*``) in ``records_dir``,
+    for the metrics of ``TOLERANCES``."""
+    from benchmark.run_record import read_record
+
+    values: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for path in sorted(Path(records_dir).glob("*.json")):
+        record = read_record(path)
+        if not str(record.get("recipe") or "").startswith("demo_") or record["dataset"].get("name") != "synthpose":
+            continue
+        test = record["metrics"].get("test", {})
+        key = (record["variant"], record["dataset"].get("format"))
+        for metric in TOLERANCES:
+            if test.get(metric) is not None:
+                values.setdefault(key, {}).setdefault(metric, []).append(float(test[metric]))
+    return {key: {m: sum(v) / len(v) for m, v in metrics.items()} for key, metrics in values.items()}
+
+
+def compare_with_committed(fresh_dir: Path, committed_dir: Path) -> tuple[list[str], list[str]]:
+    """``(lines, moved)``: one line per demo row present in both, its fresh and committed value and the difference;
+    ``moved`` the rows beyond ``TOLERANCES``. Rows without a committed record are listed, not judged."""
+    from benchmark.protocols import get_protocol
+
+    fresh, committed = demo_means(fresh_dir), demo_means(committed_dir)
+    lines, moved = [], []
+    for (variant, data_format), metrics in sorted(fresh.items()):
+        scale = get_protocol(data_format).display_scale
+        for metric, value in sorted(metrics.items()):
+            before = committed.get((variant, data_format), {}).get(metric)
+            if before is None:
+                lines.append(f"{variant} ({data_format}) {metric}: {value * scale:.2f}, no committed record")
+                continue
+            delta = (value - before) * scale
+            line = (f"{variant} ({data_format}) {metric}: {value * scale:.2f} vs committed {before * scale:.2f} "
+                    f"({delta:+.2f}, tolerance {TOLERANCES[metric]:.1f})")
+            lines.append(line)
+            if abs(delta) > TOLERANCES[metric]:
+                moved.append(line)
+    return lines, moved
+
+
 # ---- command line
 
 
@@ -248,7 +321,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=None, help="parallel training processes (default: one per core)")
     parser.add_argument("--out", type=Path, default=OUT_DIR, help="records, galleries and leaderboard")
     parser.add_argument("--check", action="store_true",
-                        help="train nothing: exit 1 unless the demo leaderboard has every method's PCKh and AP")
+                        help="train nothing: exit 1 unless the demo leaderboard has every method's PCKh and AP and "
+                             "every row is within its tolerance of the committed records (--committed)")
+    parser.add_argument("--committed", type=Path, default=COMMITTED,
+                        help="the committed demo records --check compares with (default results/runs)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every run")
 
 
@@ -261,8 +337,13 @@ def run(args: argparse.Namespace) -> int:
 
     path = args.out / MARKDOWN_NAME
     problems = check_demo_leaderboard(path, args.method or _registry(), formats)
-    for problem in problems:
-        log.error(f"error: {problem}")
     if not problems:
         log.info(f"{path}: every method has its PCKh@0.5 and AP")
+        lines, moved = compare_with_committed(args.out / "runs", args.committed)
+        log.info(f"compared with the committed records in {args.committed}:")
+        for line in lines:
+            log.info(f"  {line}")
+        problems += [f"moved beyond its tolerance: {line}" for line in moved]
+    for problem in problems:
+        log.error(f"error: {problem}")
     return 1 if problems else 0

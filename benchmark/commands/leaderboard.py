@@ -454,10 +454,12 @@ def _footnote(number: int, row: Row) -> str:
     return head + "; ".join(runs) + "."
 
 
-def _main_table(rows: list[Row], footnotes: list[str]) -> list[str]:
+def _main_table(rows: list[Row], footnotes: list[str], floor: float | None = None) -> list[str]:
+    """The ranked rows; with ``floor`` (the mean pose's ranking metric) a column gives each row's multiple of it."""
     protocol = rows[0].protocol
+    ratio = [f"x mean pose ({protocol.primary[0].label})"] if floor else []
     header = ["method", "variant", "kind", "input", "params (M)", "GFLOPs (paper)", "evaluation",
-              *[label for label, _ in protocol.primary], "n", "paper", "Δ", "verdict"]
+              *[label for label, _ in protocol.primary], *ratio, "n", "paper", "Δ", "verdict"]
     lines = []
     for row in rows:
         r = row.first
@@ -471,6 +473,9 @@ def _main_table(rows: list[Row], footnotes: list[str]) -> list[str]:
             values = row.values(key)
             text = fmt_stat(values, protocol.display_scale)
             metrics.append(text if len(values) in (0, len(row.entries)) else f"{text} (n={len(values)})")
+        if floor:
+            mean = row.mean(protocol.ranking_metric)
+            metrics.append(DASH if mean is None else f"{mean / floor:.2f}")
         lines.append([
             r["method"], f"{r['variant']}[^{len(footnotes)}]", _kind(r), _input_size(r),
             DASH if params is None else fmt(params / 1e6), gflops, _eval_label(r), *metrics, str(len(row.entries)),
@@ -522,8 +527,41 @@ def _ablation_table(rows: list[Row]) -> list[str]:
             *_table(["method", "variant", "decoder", "flip off", "flip on"], lines)]
 
 
-def _dataset_section(title: str, rows: list[Row], footnotes: list[str], level: str) -> list[str]:
-    return [f"{level} {title}", "", *_main_table(rows, footnotes), *_per_joint_table(rows), *_ablation_table(rows)]
+def _references_for(rows: list[Row], references: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The reference rows scored on the data of ``rows`` (same dataset name and SynthPose format), or None."""
+    data = rows[0].first.get("dataset") or {}
+    for payload in references:
+        if (payload["dataset"].get("name"), payload["dataset"].get("format")) == (data.get("name"), data.get("format")):
+            return payload
+    return None
+
+
+def _reference_table(rows: list[Row], payload: dict[str, Any]) -> list[str]:
+    """The floor (mean pose) and ceiling (oracle) rows under a table, scored by the same protocol."""
+    protocol = rows[0].protocol
+    lines = [[str(ref["label"]), str(ref["kind"]),
+              *[fmt_stat([] if ref["metrics"].get(key) is None else [float(ref["metrics"][key])],
+                         protocol.display_scale) for _, key in protocol.primary]]
+             for ref in payload["rows"]]
+    fingerprints = {str(lookup(e.record, "dataset.fingerprint.test", "")) for row in rows for e in row.entries}
+    same = fingerprints == {str(payload["dataset"].get("fingerprint"))}
+    note = ("Reference rows, scored on the same split by the same protocol (`benchmark/baselines.py`): the floor "
+            "sees the box but not the image; the ceiling is the ground truth quantised to the heatmap grid and decoded."
+            + ("" if same else " Their data fingerprint differs from the runs' test split: compare with care."))
+    return [note, "", *_table(["reference", "kind", *[label for label, _ in protocol.primary]], lines)]
+
+
+def _dataset_section(title: str, rows: list[Row], footnotes: list[str], level: str,
+                     references: list[dict[str, Any]] | None = None) -> list[str]:
+    payload = _references_for(rows, references or [])
+    floor = None
+    if payload is not None:
+        floors = [ref["metrics"].get(rows[0].protocol.ranking_metric) for ref in payload["rows"]
+                  if ref["kind"] == "floor"]
+        floor = floors[0] if floors and floors[0] else None
+    return [f"{level} {title}", "", *_main_table(rows, footnotes, floor),
+            *([] if payload is None else _reference_table(rows, payload)), *_per_joint_table(rows),
+            *_ablation_table(rows)]
 
 
 def _cost_table(tables: list[tuple[str, list[Row]]]) -> list[str]:
@@ -592,8 +630,10 @@ def _galleries(tables: list[tuple[str, list[Row]]], records_link: str) -> list[s
             "per-person error; the ground truth is drawn thin and white under the prediction.", "", *out]
 
 
-def render_markdown(entries: list[Entry], title: str, records_link: str = "runs") -> str:
-    """The whole ``LEADERBOARD.md`` text for ``entries``; galleries are linked through ``records_link``."""
+def render_markdown(entries: list[Entry], title: str, records_link: str = "runs",
+                    references: list[dict[str, Any]] | None = None) -> str:
+    """The whole ``LEADERBOARD.md`` text for ``entries``; galleries are linked through ``records_link``; a table
+    with ``references`` (``benchmark.baselines.read_references``) for its data shows them under it."""
     counted, notes = select_runs(entries)
     tables = _tables(group_rows(counted))
     out = [f"# {title}", "",
@@ -609,7 +649,7 @@ def render_markdown(entries: list[Entry], title: str, records_link: str = "runs"
     real = [(t, rows) for t, rows in tables if not rows[0].synthetic]
     synthetic = [(t, rows) for t, rows in tables if rows[0].synthetic]
     for table_title, rows in real:
-        out += _dataset_section(table_title, rows, footnotes, "##")
+        out += _dataset_section(table_title, rows, footnotes, "##", references)
     if synthetic and not real:
         titles = ", ".join(protocol.title for protocol in leaderboard_protocols())
         out += [f"No run on a real dataset ({titles}) has been recorded yet: the rows below are SynthPose runs only.",
@@ -619,7 +659,7 @@ def render_markdown(entries: list[Entry], title: str, records_link: str = "runs"
                 "Synthetic data generated by PoseBench (`python -m benchmark data synth`): a sanity check of "
                 "the pipeline, never compared with published numbers or with the real-dataset rows.", ""]
         for table_title, rows in synthetic:
-            out += _dataset_section(table_title, rows, footnotes, "###")
+            out += _dataset_section(table_title, rows, footnotes, "###", references)
     if tables:
         out += _cost_table(tables)
         out += _galleries(tables, records_link)
@@ -730,7 +770,9 @@ def generate_leaderboard(records_dir: Path, out_dir: Path, *, title: str = "Pose
     for note in select_runs(entries)[1]:
         log.warning(f"warning: {records_dir}: {note}")
     records_link = Path(os.path.relpath(records_dir.resolve(), out_dir.resolve())).as_posix()
-    markdown = render_markdown(entries, title, records_link).encode("utf-8")
+    from benchmark.baselines import read_references
+
+    markdown = render_markdown(entries, title, records_link, read_references(records_dir)).encode("utf-8")
     table = render_csv(entries).encode("utf-8")
     plot = render_plot(entries)
     out_dir.mkdir(parents=True, exist_ok=True)

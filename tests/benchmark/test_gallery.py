@@ -252,3 +252,26 @@ def test_gallery_draws_the_prediction_where_it_is(lsp, tmp_path):
     # Only the prediction is drawn in side colours (the truth is white): both rows show it.
     for tile in (best_tile, worst_tile):
         assert (np.abs(tile - ORANGE).max(axis=2) <= 12).sum() > 20
+
+
+def test_a_wrong_joint_is_a_red_line_and_the_truth_is_drawn_in_its_own_style(lsp, tmp_path):
+    """Record 1's prediction is 6 px off everywhere: its tile has red truth -> prediction segments; record 0's
+    prediction is the truth itself: no red. Both show the truth's white-on-black squares."""
+    tile_h, tile_w = 128, 96
+    pred = _gt(lsp)
+    pred[1] += np.array([6.0, 0.0])
+    image = _rgb(render_gallery(lsp, pred, tmp_path / "lsp.png", count=1, tile_size=(tile_h, tile_w)))
+    best_tile = image[24:24 + tile_h].astype(int)
+    worst_tile = image[24 + tile_h + 30:24 + 2 * tile_h + 30].astype(int)
+
+    def red(tile: np.ndarray) -> int:
+        return int(((tile[..., 0] >= 200) & (tile[..., 1] <= 40) & (tile[..., 2] <= 60)).sum())
+
+    assert red(best_tile) == 0
+    assert red(worst_tile) > 20
+    record = lsp.records[0]
+    matrix = affine_matrix(record.center, record.scale, 0.0, (tile_w, tile_h))
+    truth = np.rint(transform_points(_gt(lsp)[0], matrix)).astype(int)
+    x, y = truth[13]  # head_top: the prediction's marker sits on it in the best tile, so look just beside it
+    patch = best_tile[y - 4:y + 5, x - 4:x + 5]
+    assert (patch.max(axis=2) <= 40).any(), "the truth's black edge is drawn"

@@ -4,6 +4,7 @@ registry), its preset check, its leaderboard check, and a one-method demo end to
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -100,7 +101,7 @@ def test_demo_check_command_exits_1_on_an_incomplete_board(tmp_path: Path, capsy
 
     _board(tmp_path, "| cpm | cpm-tiny | 10.75 | 1 |\n", "| cpm | cpm-tiny | 0.00 | 0.00 |\n")
     assert main(["demo", "--check", "--out", str(tmp_path), "--method", "cpm"]) == 0
-    assert capsys.readouterr().out == f"{tmp_path / MARKDOWN_NAME}: every method has its PCKh@0.5 and AP\n"
+    assert capsys.readouterr().out.startswith(f"{tmp_path / MARKDOWN_NAME}: every method has its PCKh@0.5 and AP\n")
     assert main(["demo", "--check", "--out", str(tmp_path), "--method", "cpm", "--method", "hrnet"]) == 1
     assert capsys.readouterr().err.count("has no row for method hrnet") == 2
 
@@ -122,6 +123,11 @@ def test_one_method_demo_end_to_end_then_resumes(synthpose_root: Path, tmp_path:
         assert (out / "runs" / record["gallery"]).is_file()
     board = (out / MARKDOWN_NAME).read_text()
     assert "### SynthPose (MPII format)" in board and "### SynthPose (COCO format)" in board
+    # The floor and ceiling rows of both formats, computed on the runs' own val split.
+    assert sorted(p.name for p in (out / "runs" / "references").glob("*.json")) == ["synthpose-coco.json",
+                                                                                   "synthpose-mpii.json"]
+    assert board.count("| mean pose (image-blind) | floor |") == 2 and "x mean pose (PCKh@0.5)" in board
+    assert "fingerprint differs" not in board
     assert (out / "leaderboard.png").is_file()
     assert all((runs_dir / f"{f}_demo_ief.log").stat().st_size > 0 for f in ("mpii", "coco"))  # each run's output
     printed = capsys.readouterr().out
@@ -132,3 +138,25 @@ def test_one_method_demo_end_to_end_then_resumes(synthpose_root: Path, tmp_path:
     assert sorted((out / "runs").glob("*.json")) == records
     printed = capsys.readouterr().out
     assert printed.count(" skip, record ") == 2 and "# 2 runs, 2 done, 0 to run" in printed
+
+
+def test_check_compares_with_the_committed_records_within_the_tolerances(tmp_path: Path) -> None:
+    """The committed demo records against copies of themselves: nothing moved; one copy's PCKh raised by 3.5 points
+    and one AP lowered by 0.02 (2 points): only the PCKh row is beyond its tolerance (3.0), and it is named."""
+    committed = Path(__file__).resolve().parents[3] / "results" / "runs"
+    fresh = tmp_path / "runs"
+    fresh.mkdir()
+    for path in committed.glob("*.json"):
+        fresh.joinpath(path.name).write_text(path.read_text())
+    lines, moved = demo.compare_with_committed(fresh, committed)
+    assert lines and not moved
+    hrnet_mpii = next(p for p in fresh.glob("*.json") if "hrnet" in p.name and "mpii" in p.name)
+    record = json.loads(hrnet_mpii.read_text())
+    record["metrics"]["test"]["PCKh/Mean"] += 3.5
+    hrnet_mpii.write_text(json.dumps(record))
+    hrnet_coco = next(p for p in fresh.glob("*.json") if "hrnet" in p.name and "coco" in p.name)
+    record = json.loads(hrnet_coco.read_text())
+    record["metrics"]["test"]["AP"] -= 0.02
+    hrnet_coco.write_text(json.dumps(record))
+    _, moved = demo.compare_with_committed(fresh, committed)
+    assert len(moved) == 1 and moved[0].startswith("hrnet-tiny (mpii) PCKh/Mean") and "+3.50" in moved[0]

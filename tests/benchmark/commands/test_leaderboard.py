@@ -31,6 +31,7 @@ from benchmark.commands.leaderboard import (
     plot_panels,
     read_entries,
 )
+from benchmark.errors import PoseBenchError
 
 DATA = Path(__file__).parents[1] / "data" / "leaderboard"
 RECORDS = DATA / "records"
@@ -219,3 +220,36 @@ def test_a_test_server_reference_is_not_comparable(tmp_path: Path) -> None:
     generate_leaderboard(records, tmp_path / "out")
     row = _row((tmp_path / "out" / MARKDOWN_NAME).read_text(), "hourglass-8")
     assert row[-3:] == ["88.78 (PCKh@0.5)", "–", "not comparable (test-split reference)"]
+
+
+def test_reference_rows_sit_under_their_table_and_each_row_gets_its_multiple_of_the_floor(tmp_path: Path) -> None:
+    """A references file for SynthPose (MPII format) with a mean-pose floor of 12.5 PCKh: hourglass-tiny's 70.25
+    is 5.62 times it; the floor and ceiling rows appear under that table only, with a fingerprint warning because
+    the file's fingerprint is not the runs'."""
+    records = tmp_path / "runs"
+    shutil.copytree(RECORDS, records)
+    payload = {"kind": "posebench-reference-rows", "protocol": "mpii",
+               "dataset": {"name": "synthpose", "format": "mpii", "split": "val", "fingerprint": "other"},
+               "rows": [{"label": "mean pose (image-blind)", "kind": "floor", "metrics": {"PCKh/Mean": 12.5}},
+                        {"label": "oracle: argmax", "kind": "ceiling", "metrics": {"PCKh/Mean": 100.0}}]}
+    (records / "references").mkdir()
+    (records / "references" / "synthpose-mpii.json").write_text(json.dumps(payload))
+    markdown = generate_leaderboard(records, tmp_path / "out").read_text()
+    section = markdown.split("### SynthPose (MPII format)")[1].split("###")[0]
+    assert "x mean pose (PCKh@0.5)" in section
+    assert "5.62" in _row(section, "hourglass-tiny")
+    assert "| mean pose (image-blind) | floor | 12.50 |" in section
+    assert "| oracle: argmax | ceiling | 100.00 |" in section
+    assert "fingerprint differs" in section
+    coco = markdown.split("### SynthPose (COCO format)")[1]
+    assert "x mean pose" not in coco and "mean pose (image-blind)" not in coco
+    assert "x mean pose" not in markdown.split("## SynthPose")[0]  # real-data tables without references unchanged
+
+
+def test_a_damaged_references_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    records = tmp_path / "runs"
+    shutil.copytree(RECORDS, records)
+    (records / "references").mkdir()
+    (records / "references" / "synthpose-mpii.json").write_text('{"kind": "something else"}')
+    with pytest.raises(PoseBenchError, match="synthpose-mpii.json: not a reference-rows file"):
+        generate_leaderboard(records, tmp_path / "out")
