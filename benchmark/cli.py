@@ -46,7 +46,10 @@ class _CommandParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser: ``--quiet`` and one sub-parser per entry of ``COMMANDS`` (arguments added lazily)."""
-    parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmark",
+        description="PoseBench: train, score and compare 2D human pose estimation methods under one protocol. "
+                    "'python -m benchmark COMMAND --help' shows a command's arguments; README.md and docs/ say more.")
     parser.add_argument("--quiet", action="store_true", help="print warnings and errors only")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_CommandParser)
     for name, command in COMMANDS.items():

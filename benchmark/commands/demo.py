@@ -263,10 +263,11 @@ def check_demo_leaderboard(path: Path | str, methods: list[str], formats: tuple[
     return problems
 
 
-TOLERANCES = {"PCKh/Mean": 3.0, "AP": 3.0}
+TOLERANCES = {"PCKh/Mean": 4.0, "AP": 3.0}
 """How far (in the leaderboard's points: PCKh %, AP x 100) a fresh demo row may land from the committed records of
-the same preset and format. The same seed on another CPU moves tiny-preset rows by up to about 1 PCKh and 2 AP
-(floating-point reduction order), so 3 points separate that noise from a changed method or pipeline."""
+the same preset and format: about twice the largest move measured for the same seed on other CPUs or builds
+(floating-point reduction order: up to 2.0 PCKh@0.5 and 1.8 AP on the tiny presets), so machine noise passes and
+a changed method or pipeline does not."""
 COMMITTED = Path("results/runs")
 
 
