@@ -32,6 +32,7 @@ from benchmark.protocol import image_keypoints
 from benchmark.protocols import get_protocol
 from datamodules.datasets import PoseDataset
 from datamodules.records import PIXEL_STD, PersonRecord
+from datamodules.transforms import invert_affine, transform_points
 from models.codecs import HeatmapCodec
 from pixelgrid import get_convention
 
@@ -58,8 +59,7 @@ def crop_keypoints(records: Sequence[PersonRecord], input_size: tuple[int, int],
     centers, sizes = boxes(records)
     out = np.empty((len(records), records[0].num_joints, 2), dtype=np.float64)
     for index, record in enumerate(records):
-        matrix = grid.warp_matrix(centers[index], sizes[index], input_size)
-        out[index] = np.asarray(record.keypoints, dtype=np.float64) @ matrix[:, :2].T + matrix[:, 2]
+        out[index] = transform_points(record.keypoints, grid.warp_matrix(centers[index], sizes[index], input_size))
     visible = np.stack([np.asarray(r.visible, dtype=bool) for r in records])
     return out, visible
 
@@ -86,9 +86,8 @@ def mean_pose_predictions(records: Sequence[PersonRecord], pose: MeanPose, input
     crop = np.broadcast_to(pose.keypoints, (len(records), *pose.keypoints.shape))
     keypoints = np.empty_like(crop)
     for index in range(len(records)):
-        matrix = grid.warp_matrix(centers[index], sizes[index], input_size)
-        inverse = np.linalg.inv(np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]
-        keypoints[index] = crop[index] @ inverse[:, :2].T + inverse[:, 2]
+        inverse = invert_affine(grid.warp_matrix(centers[index], sizes[index], input_size))
+        keypoints[index] = transform_points(crop[index], inverse)
     scores = np.broadcast_to(pose.frequency, (len(records), pose.frequency.shape[0])).astype(np.float64)
     return keypoints, scores
 
