@@ -344,19 +344,13 @@ def build_command(spec: dict[str, Any], params: dict[str, Any], python: str = sy
 
 
 def _resolve(params: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    """``resolved_values(params)`` and the ``results_dir`` the run writes its record into."""
+    """``({config path: value} the run's overrides resolve to, for every sweep parameter; the results_dir the run
+    writes its record into)``. Raises ``benchmark.config.ConfigError`` when the overrides do not resolve."""
     from benchmark.config import load_config, lookup, to_dict
 
     config = to_dict(load_config(command_args(params)["args_no_hyphens"]))
     paths = [SELECTOR_PATHS.get(name, name) for name in params]
     return {path: json.loads(json.dumps(lookup(config, path), default=str)) for path in paths}, config["results_dir"]
-
-
-def resolved_values(params: dict[str, Any]) -> dict[str, Any]:
-    """``{config path: value}`` the run's overrides resolve to, for every sweep parameter.
-
-    Raises ``benchmark.config.ConfigError`` when the overrides do not resolve."""
-    return _resolve(params)[0]
 
 
 def read_configs(records_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
