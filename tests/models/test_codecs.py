@@ -244,6 +244,24 @@ def test_weights_zero_for_unannotated_and_out_of_range() -> None:
     assert weights.tolist() == [[1.0, 0.0]]  # ul = floor(53.975 - 6) = 47 vs floor(54 - 6) = 48
 
 
+def test_argmax_takes_the_first_maximum_in_row_major_order() -> None:
+    # HRNet get_max_preds uses np.argmax over the flattened map: ties go to the lowest (y * W + x).
+    maps = np.zeros((2, 3, 6, 5), dtype=np.float32)
+    maps[0, 0, 2, 4] = maps[0, 0, 3, 1] = 0.7  # (x, y) = (4, 2) comes first
+    maps[0, 1, 5, 0] = maps[0, 1, 5, 4] = 0.4  # same row: (0, 5)
+    maps[0, 2] = 0.2  # a plateau: (0, 0)
+    maps[1] = maps[0, ::-1]
+    coords, scores = decode_heatmaps(torch.from_numpy(maps), "argmax")
+    expected = torch.tensor([[4.0, 2.0], [0.0, 5.0], [0.0, 0.0]])
+    assert torch.equal(coords, torch.stack([expected, expected.flip(0)]))
+    assert torch.equal(scores, torch.tensor([[0.7, 0.4, 0.2], [0.2, 0.4, 0.7]]))
+    # A strided view decodes like its contiguous copy (the CPU argmax reads the memory as it lies).
+    view = torch.from_numpy(maps).transpose(0, 1)[::2]
+    for method in DECODE_METHODS:
+        for got, want in zip(decode_heatmaps(view, method), decode_heatmaps(view.contiguous(), method), strict=True):
+            assert torch.equal(got, want)
+
+
 def test_quarter_offset_direction_hand_built() -> None:
     maps = np.zeros((1, 5, 9, 9), dtype=np.float32)
     maps[0, 0, 4, 4] = 1.0

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from benchmark.cli import main
-from benchmark.commands.summary import count_gflops, profile_model, summary
+from benchmark.commands.summary import profile_model, summary
+from benchmark.flops import count_gflops
 
 CONTRACT_KEYS = {"name", "method", "params", "gflops", "paper_gflops", "input_size"}
 
@@ -22,6 +23,21 @@ def test_summary_json_has_the_contract_keys(capsys):
         assert isinstance(row["params"], int) and row["params"] > 0 and row["gflops"] > 0
         assert len(row["input_size"]) == 2
     assert rows[0]["method"] == "hourglass" and rows[0]["input_size"] == [128, 128]
+    assert rows[0]["reproduce"] == [] and rows[1]["reproduce"] == []  # no paper recipe trains a tiny variant
+
+
+def test_summary_gives_the_cost_to_reproduce_the_variants_recipes(capsys):
+    assert main(["summary", "--json", "--variant", "tompson"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    (recipe,) = row["reproduce"]
+    assert (recipe["recipe"], recipe["variant"], recipe["gmacs"]) == ("tompson_mpii", "tompson", row["gflops"])
+    assert (recipe["train_images"], recipe["eval_images"], recipe["epochs"]) == (22_246, 2_958, 140)
+    hours = recipe["estimate"]["hours_1_gpu"]
+    assert recipe["estimate"]["hours_8_gpus"] == pytest.approx(hours / (8 * recipe["scaling_efficiency"]), rel=1e-12)
+    assert main(["summary", "--variant", "tompson"]) == 0
+    text = capsys.readouterr().out
+    assert "| tompson | tompson | 256x256 |" in text and "| tompson_mpii | tompson | 50.91 | 140 x 22,246 |" in text
+    assert "An estimate, not a measurement" in text
 
 
 def test_gflops_are_multiply_accumulates():
@@ -64,3 +80,11 @@ def test_profile_model_cli_prints_json_and_rejects_bad_settings(capsys):
     assert "(batch_size and steps are integers)" in capsys.readouterr().err
     assert main(["profile", "model", "method=hourglass-9"]) == 2
     assert "error: unknown variant(s) hourglass-9; registered: " in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_measure_loader_times_synthpose_and_keeps_the_json_clean(capsys):
+    assert main(["summary", "--json", "--variant", "tompson", "--measure-loader"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    (recipe,) = row["reproduce"]
+    assert recipe["loader_source"].startswith("measured now") and recipe["loader_ms_per_image"] > 0
