@@ -4,6 +4,8 @@ This is the loaders' hot path: one JPEG decode and one ``TopDownTransform`` call
 nothing else. Images are read as HRNet reads them (lib/dataset/JointsDataset.py):
 ``cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION``, i.e. BGR pixels as stored, because the
 COCO and MPII annotations refer to the stored pixel grid, not to the EXIF-rotated one.
+``read_image_reduced`` decodes a JPEG at 1/2, 1/4 or 1/8 instead, for crops much smaller than
+their box (``TopDownDataset(reduced_decode=True)``). Nothing is cached: every sample decodes its file.
 
 A truncated file is refused before decoding: OpenCV 4 decodes a truncated JPEG with only a
 libjpeg warning that names no file (the missing rows come back grey), so ``read_image`` checks
@@ -21,7 +23,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from datamodules.records import DatasetError, PersonRecord
-from datamodules.transforms import TopDownTransform
+from datamodules.transforms import TopDownTransform, reduction_for
 from pixelgrid import get_convention
 
 _IMREAD_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
@@ -59,9 +61,15 @@ def truncation_problem(data: bytes) -> str | None:
     return None
 
 
-def read_image(path: str) -> np.ndarray:
-    """The image at ``path`` as ``(H, W, 3)`` uint8 BGR; a missing, truncated or undecodable file raises
-    DatasetError naming it (one line)."""
+_REDUCED_FLAGS = {
+    2: cv2.IMREAD_REDUCED_COLOR_2 | cv2.IMREAD_IGNORE_ORIENTATION,
+    4: cv2.IMREAD_REDUCED_COLOR_4 | cv2.IMREAD_IGNORE_ORIENTATION,
+    8: cv2.IMREAD_REDUCED_COLOR_8 | cv2.IMREAD_IGNORE_ORIENTATION,
+}
+
+
+def _read_bytes(path: str) -> bytes:
+    """The complete encoded file at ``path``; missing, unreadable or truncated raises DatasetError naming it."""
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -71,36 +79,67 @@ def read_image(path: str) -> np.ndarray:
     problem = truncation_problem(data)
     if problem is not None:
         raise DatasetError(f"corrupt image ({problem}): {path}")
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), _IMREAD_FLAGS)
+    return data
+
+
+def _decode(data: bytes, flags: int, path: str) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
     if image is None:
         raise DatasetError(f"cannot read image {path}: not a decodable image")
     return image
 
 
+def read_image(path: str) -> np.ndarray:
+    """The image at ``path`` as ``(H, W, 3)`` uint8 BGR; a missing, truncated or undecodable file raises
+    DatasetError naming it (one line)."""
+    return _decode(_read_bytes(path), _IMREAD_FLAGS, path)
+
+
+def read_image_reduced(path: str, reduction: int) -> tuple[np.ndarray, int]:
+    """``(image, applied)``: the image at ``path`` decoded at ``1 / applied`` of its resolution, ``(ceil(H / applied),
+    ceil(W / applied), 3)`` uint8 BGR. A JPEG is decoded at ``reduction`` (1, 2, 4 or 8) by libjpeg's DCT scaling,
+    which skips most of the decoding work; any other format at full resolution (``applied`` 1), where a
+    reduction would cost a resize on top of the full decode."""
+    data = _read_bytes(path)
+    if reduction == 1 or data[:2] != _JPEG_START:
+        return _decode(data, _IMREAD_FLAGS, path), 1
+    return _decode(data, _REDUCED_FLAGS[reduction], path), reduction
+
+
 class TopDownDataset(Dataset):
-    """Person records -> transformed samples that ``default_collate`` batches.
+    """Person records -> transformed samples that ``datamodules.datamodule.collate_pose_batch`` batches.
 
     ``dataset[i]`` uses epoch 0; ``dataset[(epoch, i)]`` (what the DataModule's sampler yields)
-    draws that epoch's augmentation for record ``i``.
+    draws that epoch's augmentation for record ``i``. With ``reduced_decode`` a JPEG is decoded at
+    the largest reduction that keeps it at least as dense as the crop (``transforms.reduction_for``,
+    from the sample's own matrix, augmentation included): the crop's pixel values change slightly (the
+    reduced image is an area average, so a crop that samples the image every 2 or more pixels aliases
+    less), its keypoints and matrices do not.
     """
 
-    def __init__(self, records: list[PersonRecord], transform: TopDownTransform) -> None:
+    def __init__(self, records: list[PersonRecord], transform: TopDownTransform, reduced_decode: bool = False) -> None:
         self.records = records
         self.transform = transform
+        self.reduced_decode = reduced_decode
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, item: int | tuple[int, int]) -> dict:
-        """Sample dict: the transform's keys (``image`` ``(3, H, W)``, ``keypoints`` ``(K, 2)``,
-        ``visible`` ``(K,)``, ``matrix`` / ``inverse_matrix`` ``(2, 3)``) plus ``index`` int64,
-        ``image_id``, ``center`` ``(2,)`` and ``scale`` ``(2,)`` of the record (before augmentation;
-        ``matrix`` holds the crop actually taken), ``box_score``, ``area`` and ``headbox``
+        """Sample dict: the transform's keys (``image`` ``(3, H, W)`` uint8 RGB, ``colour_gain`` ``(3,)``,
+        ``keypoints`` ``(K, 2)``, ``visible`` ``(K,)``, ``matrix`` / ``inverse_matrix`` ``(2, 3)``) plus
+        ``index`` int64, ``image_id``, ``center`` ``(2,)`` and ``scale`` ``(2,)`` of the record (before
+        augmentation; ``matrix`` holds the crop actually taken), ``box_score``, ``area`` and ``headbox``
         ``(2, 2)`` float32, NaN where the record has none.
         """
         epoch, index = item if isinstance(item, tuple) else (0, item)
         record = self.records[index]
-        sample = self.transform(read_image(record.image), record, index, epoch)
+        plan = self.transform.plan(record, index, epoch)
+        if self.reduced_decode:
+            image, reduction = read_image_reduced(record.image, reduction_for(plan.matrix))
+        else:
+            image, reduction = read_image(record.image), 1
+        sample = self.transform.crop(image, record, plan, reduction)
         sample["index"] = np.int64(index)
         sample["image_id"] = np.int64(record.image_id)
         sample["center"] = np.asarray(record.center, dtype=np.float64)

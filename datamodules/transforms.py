@@ -42,13 +42,22 @@ Augmentation recipes (all draws per sample from ``np.random.default_rng((seed, e
 - ``photometric``: not in those recipes; a modest albumentations pipeline (brightness/contrast,
   hue/saturation, blur, noise) on the crop, for users who want it.
 
+The transform hands over the crop as uint8 RGB ``(3, H, W)`` and the sample's colour gains ``(3,)``;
+``normalise_images`` turns a batch of them into the model's float32 input on whatever device the batch
+is on, after the batch has left the loader worker (a uint8 crop is a quarter of the bytes to move).
 Normalisation: ImageNet mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225) on RGB in
 ``[0, 1]`` (torchvision's ImageNet models, which the backbones are initialised from), or the CPM
 Caffe data layer's ``x / 256 - 0.5`` (``NORMALISATIONS``).
+
+Reduced decoding: when the crop samples the image at least every 2 pixels, the JPEG may be decoded at
+1/2, 1/4 or 1/8 (``reduction_for``, ``datamodules.topdown``); ``TopDownTransform.crop`` then warps
+the reduced image with the sample's matrix composed with ``reduced_to_full``, so the sample's
+matrices and keypoints stay in full-image pixels and only pixel values change.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from dataclasses import dataclass
@@ -252,20 +261,73 @@ def _photometric_pipeline() -> A.Compose:
     )
 
 
-def _normalisation_lut(channel_gain: np.ndarray, normalisation: str = "imagenet") -> np.ndarray:
-    """``(3, 256)`` float32 table: uint8 value -> normalised value (``NORMALISATIONS``), one row per RGB channel.
+def normalise_images(images: torch.Tensor, colour_gain: torch.Tensor, normalisation: str = "imagenet") -> torch.Tensor:
+    """``(B, 3, H, W)`` uint8 RGB crops -> float32 model input (``NORMALISATIONS``), on the crops' device.
 
-    ``channel_gain`` ``(3,)`` multiplies each channel first, clamped to [0, 255] as Hourglass does;
-    folding it into the table makes colour augmentation free.
+    ``colour_gain`` ``(B, 3)`` multiplies each channel first, clamped to [0, 255] as Hourglass does (ones
+    where a sample has no colour augmentation). Equal to the float64 table lookup of earlier versions to
+    float32 rounding (a few 1e-7).
     """
+    if normalisation not in NORMALISATIONS:
+        raise ValueError(f"unknown normalisation {normalisation!r}; valid: {', '.join(NORMALISATIONS)}")
     divisor, mean, std = NORMALISATIONS[normalisation]
-    values = np.minimum(channel_gain[:, None] * np.arange(256, dtype=np.float64)[None, :], 255.0)
-    lut = (values / divisor - np.asarray(mean)[:, None]) / np.asarray(std)[:, None]
-    return lut.astype(np.float32)
+    device = images.device
+    scale = torch.tensor([1.0 / (divisor * s) for s in std], dtype=torch.float32, device=device)
+    offset = torch.tensor([-m / s for m, s in zip(mean, std, strict=True)], dtype=torch.float32, device=device)
+    gained = torch.clamp_max(images.to(torch.float32) * colour_gain.to(torch.float32)[:, :, None, None], 255.0)
+    return gained * scale[None, :, None, None] + offset[None, :, None, None]
+
+
+REDUCTIONS = (8, 4, 2)
+"""Decode reductions libjpeg's DCT scaling offers (OpenCV ``IMREAD_REDUCED_COLOR_2/4/8``), largest first."""
+
+
+def reduction_for(matrix: np.ndarray) -> int:
+    """The largest JPEG decode reduction (8, 4, 2, else 1) that keeps the image at least as dense as the crop.
+
+    ``matrix`` ``(2, 3)`` maps image to crop pixels, augmentation (scale, rotation, flip) included; one
+    crop pixel steps ``|A^-1 e_x|`` and ``|A^-1 e_y|`` image pixels along the crop's axes, and a reduced
+    pixel spans ``r`` image pixels, so ``r`` must not exceed the shorter step.
+    """
+    (a, b), (c, d) = np.asarray(matrix, dtype=np.float64)[:, :2].tolist()
+    # The columns of A^-1 = [[d, -b], [-c, a]] / det, in Python floats (a per-sample cost: no numpy calls).
+    determinant = abs(a * d - b * c)
+    shorter = min(math.hypot(d, c), math.hypot(b, a)) / determinant
+    return next((r for r in REDUCTIONS if r <= shorter), 1)
+
+
+def reduced_to_full(matrix: np.ndarray, reduction: int) -> np.ndarray:
+    """``matrix`` (image -> crop, full-resolution pixels) composed for an image decoded at ``1 / reduction``.
+
+    Reduced pixel ``j`` averages full pixels ``r j ... r j + r - 1``, centre ``r j + (r - 1) / 2`` (pixel
+    centres at integers, docs/conventions.md): measured on the fixture JPEGs, ``IMREAD_REDUCED_COLOR_r``
+    matches ``cv2.resize(..., INTER_AREA)`` by ``r`` (0.1-0.5 levels mean difference, least at zero
+    shift on a 1/8 px grid) and has ``ceil(W / r)`` columns.
+    """
+    m = np.asarray(matrix, dtype=np.float64)
+    composed = m.copy()
+    composed[:, :2] = m[:, :2] * reduction
+    composed[:, 2] = m[:, 2] + m[:, :2] @ np.full(2, (reduction - 1) / 2.0)
+    return composed
+
+
+@dataclass(frozen=True)
+class CropPlan:
+    """One sample's geometry and colour, drawn before the image is read (the decode reduction depends on it).
+
+    ``matrix`` ``(2, 3)`` float64 image -> crop (full-resolution pixels); ``flip`` whether joints swap
+    sides; ``colour_gain`` ``(3,)`` float32 RGB gains (ones without colour augmentation); ``rng`` the
+    sample's generator (None without augmentation), which the photometric pipeline goes on drawing from.
+    """
+
+    matrix: np.ndarray
+    flip: bool
+    colour_gain: np.ndarray
+    rng: np.random.Generator | None
 
 
 class TopDownTransform:
-    """Crop one person to the input size, augment it (training) and normalise it.
+    """Crop one person to the input size and augment it (training); the crop stays uint8 (``normalise_images``).
 
     ``augmentation=None`` (evaluation) crops the record's box with no randomness at all.
     Randomness is a pure function of ``(seed, epoch, index)``: outputs do not depend on worker
@@ -281,11 +343,8 @@ class TopDownTransform:
         augmentation: Augmentation | None = None,
         seed: int = 0,
         convention: str | Convention = DEFAULT_CONVENTION,
-        normalisation: str = "imagenet",
     ) -> None:
         height, width = (int(v) for v in input_size_hw)
-        if normalisation not in NORMALISATIONS:
-            raise ValueError(f"unknown normalisation {normalisation!r}; valid: {', '.join(NORMALISATIONS)}")
         if height <= 0 or width <= 0:
             raise ValueError(f"input_size_hw must be positive, got {tuple(input_size_hw)}")
         self.input_size_hw = (height, width)
@@ -299,49 +358,56 @@ class TopDownTransform:
         self._lower = np.zeros(skeleton.num_joints, dtype=bool)
         self._lower[list(skeleton.lower_body)] = True
         self._aspect_ratio = width / height
-        self.normalisation = normalisation
-        self._lut = _normalisation_lut(np.ones(3), normalisation)
         self._photometric = _photometric_pipeline() if augmentation is not None and augmentation.photometric else None
 
     def __call__(self, image_bgr: np.ndarray, record: PersonRecord, index: int, epoch: int = 0) -> dict:
-        """Crop ``image_bgr`` ``(H0, W0, 3)`` uint8 around ``record``.
+        """Crop the full-resolution ``image_bgr`` ``(H0, W0, 3)`` uint8 around ``record`` (``plan`` + ``crop``)."""
+        return self.crop(image_bgr, record, self.plan(record, index, epoch))
 
-        Returns ``image`` float32 tensor ``(3, H, W)`` (RGB, ImageNet-normalised), ``keypoints``
-        ``(K, 2)`` float32 crop pixels, ``visible`` ``(K,)`` float32 0/1, ``matrix`` ``(2, 3)``
-        float64 image -> crop and ``inverse_matrix`` ``(2, 3)`` float64 crop -> image.
-        """
+    def plan(self, record: PersonRecord, index: int, epoch: int = 0) -> CropPlan:
+        """Sample ``(epoch, index)``'s crop matrix, flip and colour gains: every random draw but the photometric."""
         height, width = self.input_size_hw
         center, scale = record.center, record.scale
-        rotation, flip, lut, rng = 0.0, False, self._lut, None
+        rotation, flip, gain, rng = 0.0, False, np.ones(3, dtype=np.float32), None
         if self.augmentation is not None:
             rng = np.random.default_rng((self.seed, int(epoch), int(index)))
-            center, scale, rotation, flip, gain = self._draw(rng, record, self.augmentation)
-            if gain is not None:
-                lut = _normalisation_lut(gain, self.normalisation)
-
+            center, scale, rotation, flip, drawn_gain = self._draw(rng, record, self.augmentation)
+            if drawn_gain is not None:
+                gain = drawn_gain.astype(np.float32)
         matrix = self.convention.warp_matrix(center, np.asarray(scale) * PIXEL_STD, (height, width), rotation, flip)
+        return CropPlan(matrix, flip, gain, rng)
+
+    def crop(self, image_bgr: np.ndarray, record: PersonRecord, plan: CropPlan, reduction: int = 1) -> dict:
+        """Warp ``image_bgr`` ``(H0, W0, 3)`` uint8, decoded at ``1 / reduction`` of full resolution, by ``plan``.
+
+        Returns ``image`` uint8 tensor ``(3, H, W)`` RGB, ``colour_gain`` ``(3,)`` float32 (for
+        ``normalise_images``), ``keypoints`` ``(K, 2)`` float32 crop pixels, ``visible`` ``(K,)`` float32
+        0/1, ``matrix`` ``(2, 3)`` float64 image -> crop and ``inverse_matrix`` ``(2, 3)`` float64 crop ->
+        image, both in full-resolution image pixels whatever ``reduction``.
+        """
+        height, width = self.input_size_hw
+        matrix = plan.matrix
+        warp = matrix if reduction == 1 else reduced_to_full(matrix, reduction)
         crop = cv2.warpAffine(
-            image_bgr, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+            image_bgr, warp, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
         )
         if self._photometric is None:
             blue, green, red = cv2.split(crop)
         else:
-            assert rng is not None, "the photometric pipeline exists only with augmentation, which draws rng"
+            assert plan.rng is not None, "the photometric pipeline exists only with augmentation, which draws rng"
             # albumentations 2.x ignores global seeds; hand it this sample's generators.
-            self._photometric.set_random_state(rng, random.Random(int(rng.integers(2**63))))
+            self._photometric.set_random_state(plan.rng, random.Random(int(plan.rng.integers(2**63))))
             red, green, blue = cv2.split(self._photometric(image=cv2.cvtColor(crop, cv2.COLOR_BGR2RGB))["image"])
-        # BGR -> RGB, HWC -> CHW and normalisation in one pass: a table lookup per channel plane.
-        planes = np.empty((3, height, width), dtype=np.float32)
-        for channel, plane in enumerate((red, green, blue)):
-            cv2.LUT(plane, lut[channel], dst=planes[channel])
 
         keypoints = transform_points(record.keypoints, matrix).astype(np.float32)
         visible = np.asarray(record.visible, dtype=np.float32)
-        if flip:
+        if plan.flip:
             keypoints = keypoints[self._flip_permutation]
             visible = visible[self._flip_permutation]
         return {
-            "image": torch.from_numpy(planes),
+            # BGR -> RGB and HWC -> CHW as planes: cv2.split and one stack, half the time of a strided copy.
+            "image": torch.from_numpy(np.stack((red, green, blue))),
+            "colour_gain": plan.colour_gain,
             "keypoints": keypoints,
             "visible": visible,
             "matrix": matrix,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -30,7 +31,13 @@ from datamodules.datasets import build_dataset
 from datamodules.records import PIXEL_STD, DatasetError, PersonRecord
 from datamodules.skeletons import Skeleton
 from datamodules.topdown import TopDownDataset, read_image
-from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD, TopDownTransform, augmentation_preset
+from datamodules.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TopDownTransform,
+    augmentation_preset,
+    normalise_images,
+)
 
 FIGURE_SIZE_PX = (1200, 600)
 """(width, height) of the PNG ``show_sample`` writes."""
@@ -111,7 +118,9 @@ def show_sample(
     full_ax, crop_ax = figure.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
     inverse_matrix = np.asarray(sample["inverse_matrix"], dtype=np.float64)
     _draw_full_image(full_ax, record, inverse_matrix, (height, width), dataset.skeleton)
-    crop_ax.imshow(_denormalise(np.asarray(sample["image"], dtype=np.float32)))
+    # The uint8 crop normalised as the model's batch is (colour gains included), then shown de-normalised.
+    model_input = normalise_images(sample["image"][None], torch.from_numpy(sample["colour_gain"])[None])[0]
+    crop_ax.imshow(_denormalise(model_input.numpy()))
     draw_skeleton(crop_ax, np.asarray(sample["keypoints"]), np.asarray(sample["visible"]), dataset.skeleton)
     crop_ax.set_title(f"crop {height}x{width}" + (" (augmented)" if augment else ""), fontsize=9)
     for ax in (full_ax, crop_ax):

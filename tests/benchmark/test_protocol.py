@@ -30,7 +30,7 @@ from datamodules.datasets import build_dataset
 from datamodules.mpii import load_mpii_annotations
 from datamodules.skeletons import COCO, MPII
 from datamodules.topdown import TopDownDataset, read_image, warp_matrix
-from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD, TopDownTransform
+from datamodules.transforms import TopDownTransform
 from models.base import HeatmapEstimator, flip_permutation
 from models.codecs import HeatmapCodec
 from tests.builders import make_coco_root
@@ -87,12 +87,10 @@ def test_loader_boxes_warp_matrices_and_crops_equal_mmpose(convention: str, refe
 def test_dataset_samples_hold_mmpose_crops_and_keypoints(convention: str, reference: Path, coco_records: list) -> None:
     golden = _load(reference, f"crops_coco_{convention}")
     dataset = TopDownDataset(coco_records, TopDownTransform(COCO_INPUT, COCO, convention=convention))
-    mean, std = np.asarray(IMAGENET_MEAN), np.asarray(IMAGENET_STD)
     for i in range(len(coco_records)):
         sample = dataset[i]
-        rgb = golden["crops"][i][..., ::-1].astype(np.float64) / 255.0
-        expected = ((rgb - mean) / std).astype(np.float32).transpose(2, 0, 1)
-        np.testing.assert_allclose(sample["image"].numpy(), expected, rtol=0, atol=1e-6)
+        # The sample holds the crop as uint8 RGB (normalised on the device): mmpose's BGR crop, byte for byte.
+        np.testing.assert_array_equal(sample["image"].numpy(), golden["crops"][i][..., ::-1].transpose(2, 0, 1))
         labelled = golden["keypoints_visible"][i] > 0
         np.testing.assert_allclose(sample["keypoints"][labelled], golden["transformed_keypoints"][i][labelled],
                                    rtol=0, atol=1e-4)
@@ -331,7 +329,7 @@ def test_training_pipeline_under_msra_scores_like_mmpose(reference: Path, coco_f
                                  convention="msra", decoder="quarter", flip_test=True, all_protocols=False)
     model.net = torch.nn.Identity()
     loader = datamodule.test_dataloader()
-    model.crops = [crop for batch in loader for crop in batch["image"]]
+    model.crops = [crop for batch in loader for crop in datamodule.pose_batch(batch)["image"]]
     model.plain = torch.from_numpy(golden["heatmaps_plain"])
     model.mirrored = torch.from_numpy(golden["heatmaps_flipped"])
     evaluation = EvaluationCallback()

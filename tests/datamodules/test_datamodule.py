@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DistributedSampler
 
-from datamodules.datamodule import EpochSampler, PoseBatch, PoseDataModule
+from datamodules.datamodule import EpochSampler, LoaderBatch, PoseBatch, PoseDataModule, to_pose_batch
 from datamodules.records import DatasetError
 from datamodules.synthpose import generate_synthpose
 from datamodules.transforms import HRNET_COCO
@@ -142,7 +142,7 @@ def _module(root: Path, **kwargs) -> PoseDataModule:
 
 def _epoch_batches(loader, epoch: int) -> list[dict]:
     loader.sampler.set_epoch(epoch)
-    return list(loader)
+    return [to_pose_batch(batch) for batch in loader]
 
 
 @pytest.mark.parametrize(("data_format", "joints"), [("mpii", 16), ("coco", 17)])
@@ -154,7 +154,14 @@ def test_batch_contract(synth_root, data_format, joints):
     np.testing.assert_array_equal(module.flip_permutation, module.skeleton.flip_permutation)
     height, width = INPUT_SIZE
     for loader, size in ((module.train_dataloader(), 4), (module.val_dataloader(), 3)):
-        batch = next(iter(loader))
+        loader_batch = next(iter(loader))
+        # What the loader hands over: uint8 crops and packed metadata, 3 tensors.
+        assert set(loader_batch) == set(LoaderBatch.__annotations__)
+        assert loader_batch["image"].shape == (size, 3, height, width) and loader_batch["image"].dtype == torch.uint8
+        assert loader_batch["metadata"].shape == (size, 3 * joints + 25)
+        assert loader_batch["metadata"].dtype == torch.float32
+        assert loader_batch["ids"].shape == (size, 2) and loader_batch["ids"].dtype == torch.int64
+        batch = module.pose_batch(loader_batch)
         assert set(batch) == set(PoseBatch.__annotations__)
         expected = {
             "image": ((size, 3, height, width), torch.float32),
@@ -175,7 +182,7 @@ def test_batch_contract(synth_root, data_format, joints):
             assert batch[key].dtype == dtype, key
         assert set(batch["visible"].unique().tolist()) <= {0.0, 1.0}
     # Every record of the val split appears once, in order.
-    order = torch.cat([b["index"] for b in module.val_dataloader()]).tolist()
+    order = torch.cat([b["ids"][:, 0] for b in module.val_dataloader()]).tolist()
     assert order == list(range(len(module.val_dataset.records)))
 
 
@@ -209,7 +216,7 @@ def test_inverse_matrix_maps_back_to_record_keypoints(synth_root):
     module.setup("validate")
     records = module.val_dataset.records
     checked = 0
-    for batch in module.val_dataloader():
+    for batch in map(module.pose_batch, module.val_dataloader()):
         inverse = batch["inverse_matrix"].double()
         back = torch.einsum("bij,bkj->bki", inverse[:, :, :2], batch["keypoints"].double()) + inverse[:, None, :, 2]
         truth = np.stack([records[i].keypoints for i in batch["index"].tolist()])
@@ -228,7 +235,7 @@ def test_train_loader_length_and_drop_last(synth_root):
     dropped = _module(synth_root, max_samples=6, drop_last=True)
     dropped.setup("fit")
     assert len(dropped.train_dataloader()) == 1
-    assert [len(b["index"]) for b in dropped.train_dataloader()] == [4]
+    assert [len(dropped.pose_batch(b)["index"]) for b in dropped.train_dataloader()] == [4]
 
 
 def test_loaders_shard_over_the_trainers_world(synth_root):
@@ -276,6 +283,7 @@ class _Recorder(pl.LightningModule):
         self.seen: dict[int, list[tuple[int, float]]] = {}
 
     def training_step(self, batch, batch_idx):
+        assert batch["image"].dtype == torch.float32  # on_after_batch_transfer made the PoseBatch
         sums = batch["image"].double().sum(dim=(1, 2, 3)).tolist()
         self.seen.setdefault(self.current_epoch, []).extend(zip(batch["index"].tolist(), sums, strict=True))
         return self.weight * batch["image"].mean()

@@ -17,11 +17,15 @@ from datamodules.transforms import (
     HRNET_COCO,
     IMAGENET_MEAN,
     IMAGENET_STD,
+    NORMALISATIONS,
     Augmentation,
     TopDownTransform,
     affine_matrix,
     augmentation_preset,
     invert_affine,
+    normalise_images,
+    reduced_to_full,
+    reduction_for,
     transform_points,
 )
 
@@ -39,9 +43,9 @@ def _record(skeleton: Skeleton, rng: np.random.Generator, center=(320.0, 240.0),
 
 
 def _to_uint8_rgb(image: torch.Tensor) -> np.ndarray:
-    """Undo the ImageNet normalisation: ``(3, H, W)`` tensor -> ``(H, W, 3)`` uint8 RGB."""
-    values = (image.numpy().astype(np.float64) * STD + MEAN) * 255.0
-    return np.rint(values).astype(np.uint8).transpose(1, 2, 0)
+    """The sample's ``(3, H, W)`` uint8 RGB crop as ``(H, W, 3)``."""
+    assert image.dtype == torch.uint8
+    return image.numpy().transpose(1, 2, 0)
 
 
 def _rotation_and_zoom(matrix: np.ndarray) -> tuple[float, float, bool]:
@@ -205,20 +209,54 @@ def test_crop_pixel_at_keypoint_equals_source_pixel():
     assert len(seen) >= 3
 
 
+def _model_input(sample: dict, normalisation: str = "imagenet") -> np.ndarray:
+    """The sample's crop as the model receives it: ``(3, H, W)`` float32, normalised with its colour gains."""
+    gain = torch.from_numpy(sample["colour_gain"])[None]
+    return normalise_images(sample["image"][None], gain, normalisation)[0].numpy()
+
+
 def test_normalisation_by_hand():
     image = np.empty((50, 60, 3), dtype=np.uint8)
     image[:] = (10, 20, 200)  # BGR
     record = _record(COCO, np.random.default_rng(6), center=(30.0, 25.0), scale=(0.1, 0.1))
     sample = TopDownTransform((16, 12), COCO)(image, record, index=0)
-    assert sample["image"].dtype == torch.float32 and sample["image"].shape == (3, 16, 12)
+    assert sample["image"].dtype == torch.uint8 and sample["image"].shape == (3, 16, 12)
+    assert sample["image"][:, 8, 6].tolist() == [200, 20, 10]  # RGB
+    np.testing.assert_array_equal(sample["colour_gain"], np.ones(3, dtype=np.float32))
+    normalised = _model_input(sample)
+    assert normalised.dtype == np.float32 and normalised.shape == (3, 16, 12)
     expected = [(200 / 255 - 0.485) / 0.229, (20 / 255 - 0.456) / 0.224, (10 / 255 - 0.406) / 0.225]
-    np.testing.assert_allclose(sample["image"].numpy()[:, 8, 6], expected, rtol=1e-6)
+    np.testing.assert_allclose(normalised[:, 8, 6], expected, rtol=1e-6)
     # The CPM Caffe data layer: x / 256 - 0.5.
-    centred = TopDownTransform((16, 12), COCO, normalisation="centred")(image, record, index=0)
-    np.testing.assert_allclose(centred["image"].numpy()[:, 8, 6], [200 / 256 - 0.5, 20 / 256 - 0.5, 10 / 256 - 0.5],
-                               rtol=1e-6)
+    np.testing.assert_allclose(_model_input(sample, "centred")[:, 8, 6],
+                               [200 / 256 - 0.5, 20 / 256 - 0.5, 10 / 256 - 0.5], rtol=1e-6)
     with pytest.raises(ValueError, match="unknown normalisation 'caffe'; valid: imagenet, centred"):
-        TopDownTransform((16, 12), COCO, normalisation="caffe")
+        _model_input(sample, "caffe")
+
+
+def _old_lookup_table(channel_gain: np.ndarray, normalisation: str) -> np.ndarray:
+    """Earlier versions' normalisation, done in the worker: a float64 table per RGB channel rounded to float32."""
+    divisor, mean, std = NORMALISATIONS[normalisation]
+    values = np.minimum(channel_gain[:, None] * np.arange(256, dtype=np.float64)[None, :], 255.0)
+    return ((values / divisor - np.asarray(mean)[:, None]) / np.asarray(std)[:, None]).astype(np.float32)
+
+
+@pytest.mark.parametrize("normalisation", ["imagenet", "centred"])
+def test_normalisation_on_the_batch_equals_the_old_lookup_table_to_float32_rounding(normalisation):
+    rng = np.random.default_rng(21)
+    images = torch.from_numpy(rng.integers(0, 256, (4, 3, 16, 256), dtype=np.uint8))
+    images[:, :, 0, :] = torch.arange(256, dtype=torch.uint8)  # every value in every channel
+    gains = np.concatenate([np.ones((1, 3)), rng.uniform(0.6, 1.4, (3, 3))]).astype(np.float32)
+    normalised = normalise_images(images, torch.from_numpy(gains), normalisation).numpy()
+    for b in range(4):
+        table = _old_lookup_table(gains[b].astype(np.float64), normalisation)
+        expected = np.stack([table[c][images[b, c].numpy()] for c in range(3)])
+        # |values| < 2.7: float32 spacing there is 2.4e-7; the two orders of rounding differ by a few of it.
+        np.testing.assert_allclose(normalised[b], expected, rtol=0, atol=1e-6)
+    # Without colour gains: within two float32 spacings (one multiply and one add in float32, rounded once each).
+    table = _old_lookup_table(np.ones(3), normalisation)
+    expected = np.stack([table[c][images[0, c].numpy()] for c in range(3)])
+    assert np.abs(normalised[0] - expected).max() <= 2 * np.spacing(np.float32(2.7))
 
 
 def test_evaluation_transform_has_no_randomness():
@@ -374,7 +412,7 @@ def test_colour_scale_range_and_clamp():
     transform = TopDownTransform((8, 8), MPII, Augmentation(colour_scale=0.4), seed=0)
     gains = []
     for index in range(300):
-        pixel = (transform(image, record, index)["image"].numpy()[:, 4, 4] * STD[:, 0, 0] + MEAN[:, 0, 0]) * 255.0
+        pixel = (_model_input(transform(image, record, index))[:, 4, 4] * STD[:, 0, 0] + MEAN[:, 0, 0]) * 255.0
         gains.append(pixel / np.array([50.0, 100.0, 200.0]))
     gains = np.array(gains)
     assert np.all(gains[:, :2] >= 0.6 - 1e-4) and np.all(gains[:, :2] <= 1.4 + 1e-4)
@@ -452,3 +490,34 @@ def test_presets_and_validation():
         Augmentation(rotation_prob=1.5)
     with pytest.raises(ValueError, match="scale_max"):
         Augmentation(scale_max=1.0)
+
+
+# --- reduced decoding: the reduction and the composed matrix ------------------------------------
+
+
+@pytest.mark.parametrize(("step", "expected"), [(1.0, 1), (1.99, 1), (2.0, 2), (3.9, 2), (4.0, 4), (7.99, 4),
+                                                (8.0, 8), (30.0, 8)])
+@pytest.mark.parametrize("rotation", [0.0, 37.0])
+@pytest.mark.parametrize("flip", [False, True])
+def test_reduction_is_the_largest_power_of_two_up_to_the_crop_step(step, expected, rotation, flip):
+    # A crop of width 64 over a box 64 * step px wide samples the image every `step` px along both crop axes.
+    matrix = affine_matrix((500.0, 400.0), (64 * step / 200, 64 * step / 200), rotation, (64, 64), flip=flip)
+    assert reduction_for(matrix) == expected
+
+
+def test_reduction_follows_the_sparser_axis_of_an_anisotropic_warp():
+    # udp zooms by (W - 1) / w and (H - 1) / h: x every 4.1 px, y every 3.9 px -> 2, not 4.
+    matrix = np.array([[1 / 4.1, 0.0, 0.0], [0.0, 1 / 3.9, 0.0]])
+    assert reduction_for(matrix) == 2
+
+
+@pytest.mark.parametrize("reduction", [2, 4, 8])
+def test_reduced_matrix_maps_reduced_pixel_centres_as_their_full_resolution_block_centres(reduction):
+    matrix = affine_matrix((310.3, 207.9), (2.1, 2.8), 23.0, (48, 64), flip=True)
+    composed = reduced_to_full(matrix, reduction)
+    reduced_points = np.array([[0.0, 0.0], [3.0, 5.0], [17.25, 2.5]])
+    # Reduced pixel j averages full pixels r j ... r j + r - 1: its centre is r j + (r - 1) / 2.
+    full_points = reduced_points * reduction + (reduction - 1) / 2
+    np.testing.assert_allclose(transform_points(reduced_points, composed), transform_points(full_points, matrix),
+                               rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(reduced_to_full(matrix, 1), matrix)

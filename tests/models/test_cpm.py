@@ -252,7 +252,7 @@ def test_recipe_scales_the_official_schedule_to_epochs() -> None:
 def _pckh(model: pl.LightningModule, datamodule: PoseDataModule, tmp_path: Path) -> float:
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                          enable_model_summary=False, default_root_dir=tmp_path)
-    outputs = trainer.predict(model, dataloaders=datamodule.val_dataloader())
+    outputs = trainer.predict(model, datamodule=datamodule)
     index = torch.cat([o["index"] for o in outputs]).numpy()
     pred = np.empty((len(index), 16, 2), dtype=np.float32)
     pred[index] = torch.cat([o["keypoints"] for o in outputs]).numpy()

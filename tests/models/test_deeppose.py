@@ -201,8 +201,8 @@ STEPS = 150
 BATCH = 16
 
 
-def _tensors(loader: torch.utils.data.DataLoader) -> dict[str, torch.Tensor]:
-    batches = list(loader)
+def _tensors(data, loader: torch.utils.data.DataLoader) -> dict[str, torch.Tensor]:
+    batches = [data.pose_batch(batch) for batch in loader]
     return {key: torch.cat([b[key] for b in batches]) for key in ("image", "keypoints", "visible", "inverse_matrix")}
 
 
@@ -214,7 +214,7 @@ def test_tiny_learns_and_the_second_stage_lowers_the_error(synthpose_root: Path)
     data = PoseDataModule(name="synthpose", root=synthpose_root, format="mpii", input_size=(96, 96),
                           batch_size=100, seed=0, shuffle=False)
     data.setup("fit")
-    train, val = _tensors(data.train_dataloader()), _tensors(data.val_dataloader())
+    train, val = _tensors(data, data.train_dataloader()), _tensors(data, data.val_dataloader())
     gt = data.val_dataset.mpii_ground_truth
     flip_pairs = [list(pair) for pair in data.val_dataset.skeleton.flip_pairs]
 

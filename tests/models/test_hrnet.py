@@ -233,7 +233,7 @@ def _trainer(root: Path, **kwargs) -> pl.Trainer:
 
 
 def _pckh(model: HRNet, datamodule: PoseDataModule, root: Path) -> float:
-    outputs = _trainer(root).predict(model, dataloaders=datamodule.val_dataloader())
+    outputs = _trainer(root).predict(model, datamodule=datamodule)
     index = torch.cat([o["index"] for o in outputs]).numpy()
     keypoints = torch.cat([o["keypoints"] for o in outputs]).numpy()
     truth = datamodule.val_dataset.mpii_ground_truth

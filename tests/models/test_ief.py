@@ -193,14 +193,14 @@ def _val_predictions(model, datamodule: PoseDataModule) -> tuple[list[float], np
     model.eval()
     errors, largest, keypoints = [], 0.0, {}
     with torch.no_grad():
-        for batch in datamodule.val_dataloader():
+        for batch in map(datamodule.pose_batch, datamodule.val_dataloader()):
             steps = model.predict_steps(batch["image"])
             annotated = batch["visible"] > 0
             errors.append(torch.stack([(s - batch["keypoints"]).norm(dim=-1)[annotated].sum() for s in steps]))
             largest = max(largest, _assert_steps_bounded(model, batch["image"]))
             out = model.predict_step(batch, 0)
             keypoints.update(zip(out["index"].tolist(), out["keypoints"].numpy(), strict=True))
-    total = int(sum(int((b["visible"] > 0).sum()) for b in datamodule.val_dataloader()))
+    total = int(sum(int((datamodule.pose_batch(b)["visible"] > 0).sum()) for b in datamodule.val_dataloader()))
     per_step = (torch.stack(errors).sum(0) / total).tolist()
     return per_step, np.stack([keypoints[i] for i in range(len(keypoints))]), largest
 

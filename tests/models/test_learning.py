@@ -60,7 +60,7 @@ def _trainer(tmp_path: Path, **kwargs) -> pl.Trainer:
 
 
 def _pckh(model: pl.LightningModule, datamodule: PoseDataModule, truth: tuple, tmp_path: Path) -> float:
-    outputs = _trainer(tmp_path).predict(model, dataloaders=datamodule.val_dataloader())
+    outputs = _trainer(tmp_path).predict(model, datamodule=datamodule)
     index = torch.cat([o["index"] for o in outputs]).numpy()
     keypoints = torch.cat([o["keypoints"] for o in outputs]).numpy()
     assert sorted(index.tolist()) == list(range(len(truth[0])))
@@ -71,7 +71,7 @@ def _pckh(model: pl.LightningModule, datamodule: PoseDataModule, truth: tuple, t
 
 def _mean_pose_pckh(datamodule: PoseDataModule, truth: tuple) -> float:
     """PCKh of the val set's own mean crop pose placed in every crop (an image-blind upper bound)."""
-    batches = list(datamodule.val_dataloader())
+    batches = [datamodule.pose_batch(batch) for batch in datamodule.val_dataloader()]
     keypoints = torch.cat([b["keypoints"] for b in batches])
     visible = torch.cat([b["visible"] for b in batches])[..., None]
     mean = (keypoints * visible).sum(0) / visible.sum(0)

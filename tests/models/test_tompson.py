@@ -193,7 +193,8 @@ def _learn(synthpose_root: Path, start: float) -> None:
                           batch_size=16, seed=0, shuffle=False)
     data.setup("fit")
     # Unaugmented crops, decoded once and kept in memory: every epoch then costs only the network.
-    train, val = list(data.train_dataloader()), list(data.val_dataloader())
+    train = [data.pose_batch(batch) for batch in data.train_dataloader()]
+    val = [data.pose_batch(batch) for batch in data.val_dataloader()]
     ground_truth = data.val_dataset.mpii_ground_truth
 
     def pckh(predictions: torch.Tensor) -> float:
