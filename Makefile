@@ -66,6 +66,13 @@ reproduce-tompson: $(STAMP) ## Tompson et al., MPII PCKh@0.5 82.0 (test-set refe
 reproduce-ief: $(STAMP) ## Iterative Error Feedback, MPII val PCKh@0.5 81.8 (DATA_ROOT=..., or DATA=synth)
 	$(call reproduce,ief_mpii,data/mpii,ief,mpii)
 
+reproduce-grmi: $(STAMP) ## G-RMI ResNet-101 353x257, COCO test-dev AP 64.9: no verdict on val (DATA_ROOT=..., or DATA=synth)
+	$(call reproduce,grmi_coco,data/coco,grmi,coco)
+
+VISREG ?= alexnet
+reproduce-visreg: $(STAMP) ## Visibility-head regressor VISREG=baseline1|baseline2|alexnet|vgg19 on LSP-extended: study reference, no verdict (DATA_ROOT=..., or DATA=synth)
+	$(call reproduce,visreg_$(VISREG)_lspet,data/lspet,visreg,mpii)
+
 # verify-checkpoints: DATA_ROOT holds coco/ and/or mpii/ (default data); WEIGHTS is the folder with the downloaded
 # published checkpoints (docs/checkpoints.md lists them and where to get them); ARGS adds evaluate overrides.
 WEIGHTS ?=
@@ -78,6 +85,9 @@ leaderboard: $(STAMP) ## Regenerate results/LEADERBOARD.md, leaderboard.csv and 
 fidelity: $(STAMP) ## Regenerate docs/fidelity.md from the recipes' fidelity blocks (exit 1 on a missing or stale row)
 	$(PY) -m benchmark fidelity --write
 
+gpu-check: $(STAMP) ## On a GPU machine: speed, MFU, loader, gpu tests and a DDP run in < 8 min, results/gpu-check.md
+	$(PY) -m benchmark gpu-check
+
 sweep: $(STAMP) ## Run the architecture sweep locally (GPUS=0,1,... runs one run per GPU; resumes)
 	$(PY) -m benchmark sweep benchmark/configs/sweeps/architectures.yaml $(if $(GPUS),--gpus $(GPUS))
 
@@ -85,4 +95,4 @@ clean: ## Remove the virtual environment and generated outputs (keeps data/ and 
 	rm -rf $(VENV) outputs results/demo lightning_logs wandb .pytest_cache
 
 .PHONY: help install demo test lint synth reproduce-hourglass reproduce-simplebaseline reproduce-hrnet reproduce-cpm \
-	reproduce-deeppose reproduce-tompson reproduce-ief verify-checkpoints leaderboard fidelity sweep clean
+	reproduce-deeppose reproduce-tompson reproduce-ief reproduce-visreg reproduce-grmi verify-checkpoints leaderboard fidelity gpu-check sweep clean

@@ -115,11 +115,12 @@ TRAINER_RUNNER_ARGUMENTS: dict[str, str] = {
 """``pl.Trainer`` arguments the runner sets itself, and why a config cannot."""
 
 TRAINER_EXTRAS: list[tuple[str, Any, Any]] = [
-    ("channels_last", bool, field(default=False)),
+    ("channels_last", Any, field(default=False)),
     ("compile", bool, field(default=False)),
 ]
-"""PoseBench's ``trainer:`` keys that are not ``pl.Trainer`` arguments: train in channels-last memory format,
-``torch.compile`` the model. (``deterministic`` is Lightning's, with PoseBench's extra value ``auto``.)"""
+"""PoseBench's ``trainer:`` keys that are not ``pl.Trainer`` arguments: train in channels-last memory format (true,
+false, or ``auto``: the measured default of benchmark/speed_defaults.py), ``torch.compile`` the model.
+(``deterministic`` and ``precision`` are Lightning's, with PoseBench's extra value ``auto``.)"""
 
 if not TYPE_CHECKING:
     TrainerConfig = make_dataclass(

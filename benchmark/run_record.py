@@ -9,7 +9,9 @@ size and effective batch, the measured throughput and peak memory, the checkpoin
 sha256, the wandb run (id, URL) when there was one and the file name of the prediction gallery
 (``<run_id>_gallery.png`` beside the record, benchmark/gallery.py); optionally (still schema 2) the
 batch rule that paired the recipe's LR with its total batch (``batch_rule``, benchmark/batch_rule.py;
-null or absent when the run had no ``optim.total_batch``). It is written atomically
+null or absent when the run had no ``optim.total_batch``); optionally (still schema 2; records before it lack it) the
+``speed`` settings the run trained with, ``channels_last`` and ``precision``, each ``{value, source}``: ``config``
+or the measured default ``auto`` resolved to (benchmark/speed_defaults.py). It is written atomically
 (temp file in the same directory, then ``os.replace``), so a reader never sees half a record.
 ``validate_record`` checks a record against ``SCHEMA`` (field -> type) and the nested fields
 other code reads; the runner validates on write, the leaderboard on read. It also rejects values the
@@ -88,6 +90,8 @@ CONVENTIONS = ("aligned", "msra", "udp")
 """``protocol.convention`` (pixelgrid); records written before it existed were all ``aligned``."""
 IMPORTED = ("format", "source_file", "sha256")
 """Keys of ``imported``: set when the scored weights came from ``import-weights`` (a published checkpoint)."""
+SPEED_VALUES: dict[str, type] = {"channels_last": bool, "precision": str}
+"""``speed``: each setting's value type; each is ``{"value": ..., "source": str}``."""
 BATCH_RULE_INTS = ("total_batch", "per_device", "world_size", "accumulate", "effective")
 BATCH_RULE_NUMBERS = ("lr", "lr_scale")
 BATCH_RULE_MODES = ("accumulate", "scale_lr", "off", "none")
@@ -226,6 +230,7 @@ def validate_record(record: Any) -> None:
             if value is not None and not math.isfinite(value):
                 raise RecordError(f"run record field '{field}.{key}' must be a finite number or null, got {value!r}")
     _check_batch_rule(record)
+    _check_speed(record.get("speed"))
     # Optional (records before resume accounting lack it): how many segments wall_time_s sums.
     segments = record.get("segments", 1)
     if isinstance(segments, bool) or not isinstance(segments, int) or segments < 1:
@@ -264,6 +269,21 @@ def _check_batch_rule(record: dict[str, Any]) -> None:
         if rule[key] != record[field]:
             raise RecordError(f"run record field 'batch_rule.{key}' ({rule[key]}) differs from {field!r} "
                              f"({record[field]})")
+
+
+def _check_speed(speed: Any) -> None:
+    """``speed`` is absent (records before it) or ``{channels_last: {value: bool, source: str}, precision:
+    {value: str, source: str}}``."""
+    if speed is None:
+        return
+    if not isinstance(speed, dict):
+        raise RecordError(f"run record field 'speed' must be an object with keys {list(SPEED_VALUES)}")
+    for key, kind in SPEED_VALUES.items():
+        setting = speed.get(key)
+        if not isinstance(setting, dict) or not isinstance(setting.get("value"), kind) \
+                or not isinstance(setting.get("source"), str):
+            raise RecordError(f"run record field 'speed.{key}' must be {{value: {kind.__name__}, source: str}}, "
+                             f"got {setting!r}")
 
 
 def _number(value: Any) -> bool:

@@ -71,6 +71,8 @@ from benchmark.errors import PoseBenchError
 from benchmark.evaluation import EvaluationCallback
 from benchmark.reference import compare
 from benchmark.run_stats import ThroughputCallback, file_entry, peak_memory
+from benchmark.speed_defaults import AUTO
+from benchmark.speed_defaults import resolve as resolve_speed
 from datamodules.datamodule import PoseDataModule
 from datamodules.datasets import PoseDataset
 
@@ -231,9 +233,12 @@ def check_run_config(cfg: RunConfig) -> None:
     if unknown:
         raise RunError(f"model.kwargs.{unknown[0]}: {METHODS[method].__name__} ({method}) takes no argument "
                        f"{unknown[0]!r}; accepted: {', '.join(sorted(valid))}")
-    if str(cfg.trainer.precision) not in PRECISIONS:
+    if str(cfg.trainer.precision) not in (*PRECISIONS, AUTO):
         raise RunError(f"trainer.precision={cfg.trainer.precision}: not supported; choose one of "
-                       f"{', '.join(PRECISIONS)}")
+                       f"{', '.join(PRECISIONS)} or {AUTO} (benchmark/speed_defaults.py)")
+    if cfg.trainer.channels_last not in (True, False, AUTO):
+        raise RunError(f"trainer.channels_last={cfg.trainer.channels_last!r}: choose true, false or {AUTO} "
+                       f"(benchmark/speed_defaults.py)")
 
 
 def build_datamodule(cfg: RunConfig, input_size: tuple[int, int]) -> PoseDataModule:
@@ -260,11 +265,20 @@ def model_kwargs(cfg: RunConfig, dataset: PoseDataset, input_size: tuple[int, in
 
 
 def trainer_arguments(cfg: RunConfig) -> dict[str, Any]:
-    """``trainer:`` as ``pl.Trainer`` keyword arguments: PoseBench's extras left out, ``deterministic: auto``
-    resolved."""
+    """``trainer:`` as ``pl.Trainer`` keyword arguments: PoseBench's extras left out, ``deterministic: auto`` and
+    ``precision: auto`` resolved."""
     extras = {name for name, _, _ in TRAINER_EXTRAS}
     arguments = {k: v for k, v in dataclasses.asdict(cfg.trainer).items() if k not in extras}
-    return {**arguments, "deterministic": _deterministic(cfg)}
+    return {**arguments, "deterministic": _deterministic(cfg), "precision": speed_settings(cfg)["precision"]["value"]}
+
+
+def speed_settings(cfg: RunConfig) -> dict[str, dict[str, Any]]:
+    """The channels_last and precision a run uses and where each came from (``config``, or the measured default
+    of benchmark/speed_defaults.py for ``auto``): the run record's ``speed``."""
+    from benchmark.speed_defaults import accelerator_of
+
+    accelerator = accelerator_of(str(cfg.trainer.accelerator), torch.cuda.is_available())
+    return resolve_speed(method_of(cfg.model.variant), accelerator, cfg.trainer.channels_last, cfg.trainer.precision)
 
 
 def _run_name(cfg: RunConfig) -> str:
@@ -391,6 +405,7 @@ class Run:
     throughput: ThroughputCallback
     batch_rule: BatchRule | None = None
     clock: WallClock = dataclasses.field(default_factory=lambda: WallClock(started=time.time()))
+    speed: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def apply_batch_rule(cfg: RunConfig, trainer: pl.Trainer) -> BatchRule | None:
@@ -455,12 +470,17 @@ def build_run(cfg: RunConfig, extra_callbacks: tuple[pl.Callback, ...] = (), *, 
     # Built after the Trainer (which draws no random numbers), so the model gets the rule's LR.
     lr = None if rule is None else rule.lr
     model = models.build(cfg.model.variant, **model_kwargs(cfg, datamodule.val_dataset, input_size, lr))
-    if cfg.trainer.channels_last:
+    speed = speed_settings(cfg)
+    for key, setting in speed.items():
+        if setting["source"] != "config":
+            log.info(f"trainer.{key}={setting['value']} ({setting['source']})")
+    if speed["channels_last"]["value"]:
         model = model.to(memory_format=torch.channels_last)
     if cfg.trainer.compile:
         # torch.compile wraps the module in an OptimizedModule that forwards attributes to it (``_orig_mod``).
         model = cast("PoseEstimator", torch.compile(model))
-    return Run(cfg, run_dir, resume, datamodule, model, trainer, evaluation, checkpoint, throughput, rule, clock)
+    return Run(cfg, run_dir, resume, datamodule, model, trainer, evaluation, checkpoint, throughput, rule, clock,
+               speed)
 
 
 # ------------------------------------------------------------------------------ records
@@ -553,6 +573,7 @@ def make_record(run: Run, results: dict[str, dict[str, float]], started: float, 
         "batch_rule": None if run.batch_rule is None else run.batch_rule.as_dict(),
         "throughput": run.throughput.summary(),
         "peak_memory": peak_memory(),
+        "speed": run.speed,
         "wandb": wandb_run(trainer),
         "schema_version": run_record.SCHEMA_VERSION,
         "run_id": run_id(run),

@@ -28,6 +28,8 @@ _PACKAGE = "benchmark.commands"
 COMMANDS: dict[str, Command] = {
     "data": Command(f"{_PACKAGE}.data", "generate, inspect, validate and download datasets"),
     "profile": Command(f"{_PACKAGE}.profile", "measure speed against a floor measured in the same run"),
+    "gpu-check": Command(f"{_PACKAGE}.gpu_check", "measure training, evaluation and loading speed on one GPU "
+                         "(--dry-run: every path on the CPU)"),
     "train": Command(f"{_PACKAGE}.train", "train and test a method: train method=NAME data=NAME [key=value ...]",
                      "add_train_arguments", "run_train"),
     "evaluate": Command(f"{_PACKAGE}.train", "test a checkpoint: evaluate ckpt=PATH [key=value ...]",

@@ -164,3 +164,10 @@ def test_every_recipe_and_group_file_loads():
         assert (reference.tolerance is None) == name.startswith("demo_"), name
     for name in available("data"):
         assert load_config([f"data={name}"]).data.name == name
+
+
+def test_channels_last_and_precision_are_auto_from_the_method_file_until_set():
+    # method/<m>.yaml leaves both to benchmark/speed_defaults.py; a later source's true/false or precision wins.
+    assert (load_config([]).trainer.channels_last, load_config([]).trainer.precision) == ("auto", "auto")
+    cfg = load_config(["trainer.channels_last=false", "trainer.precision=bf16-mixed"])
+    assert (cfg.trainer.channels_last, cfg.trainer.precision) == (False, "bf16-mixed")

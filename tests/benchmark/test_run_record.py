@@ -27,6 +27,12 @@ def _record() -> dict[str, Any]:
     return json.loads((RECORDS / "hourglass-8_mpii_s0.json").read_text())
 
 
+SPEED = {"channels_last": {"value": True, "source": "speed default: channels_last on for hourglass on cpu "
+                                                  "(step x0.66, measured 2026-12-06)"},
+         "precision": {"value": "32-true", "source": "config"}}
+"""A ``speed`` field as the runner writes it (benchmark/train.py ``speed_settings``)."""
+
+
 def test_every_schema_field_is_in_the_example_record() -> None:
     record = _record()
     assert set(SCHEMA) <= set(record) and record["schema_version"] == SCHEMA_VERSION == 2
@@ -71,6 +77,11 @@ def test_round_trip_is_lossless_and_nan_becomes_null(tmp_path: Path) -> None:
         (lambda r: r["protocol"].update(convention="hrnet"), "'protocol.convention' must be one of aligned, msra, udp"),
         (lambda r: r.update(imported={"format": "msra-hrnet"}),
          "field 'imported' must be null or an object .* 'source_file'"),
+        (lambda r: r.update(speed=[]), "field 'speed' must be an object with keys"),
+        (lambda r: r.update(speed={**SPEED, "channels_last": {"value": "yes", "source": "config"}}),
+         r"field 'speed.channels_last' must be \{value: bool, source: str\}"),
+        (lambda r: r.update(speed={"channels_last": SPEED["channels_last"]}),
+         r"field 'speed.precision' must be \{value: str, source: str\}, got None"),
     ],
 )
 def test_malformed_records_are_rejected_naming_the_field(change, message: str, tmp_path: Path) -> None:
@@ -86,6 +97,14 @@ def test_malformed_records_are_rejected_naming_the_field(change, message: str, t
     path.write_text(json.dumps(record))
     with pytest.raises(ValueError, match=f"{path}: .*{message}"):
         read_record(path)
+
+
+def test_speed_is_optional_and_checked_when_present(tmp_path: Path) -> None:
+    old = _record()
+    assert "speed" not in old  # written before the field existed: still loads
+    validate_record(old)
+    record = {**old, "speed": SPEED}
+    assert read_record(write_record(record, tmp_path))["speed"] == SPEED
 
 
 def test_not_an_object_is_rejected() -> None:

@@ -1,0 +1,97 @@
+"""Measured speed defaults: channels-last memory format and bf16-mixed precision, per method and accelerator.
+
+Every ``benchmark/configs/method/<m>.yaml`` sets ``trainer.channels_last: auto`` and ``trainer.precision: auto``;
+the runner (``benchmark/train.py``) resolves ``auto`` here, from ``MEASURED``: an option is on for a method on an
+accelerator only where a measurement found its training step at most ``FASTER`` of the time without it. An option
+never measured, or measured slower, is off. A recipe or the command line that sets ``true``/``false`` or a precision
+(``trainer.precision=bf16-mixed``) wins; the run record's ``speed`` field says which value was used and why.
+
+``python -m benchmark profile layouts`` measures the CPU rows (one thread, alternating, best of N,
+``benchmark/commands/profile_layouts.py``); ``python -m benchmark gpu-check`` measures the CUDA rows and prints
+them in this table's form to paste (docs/configuration.md, "Speed defaults").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+AUTO = "auto"
+FASTER = 0.95
+"""An option is a default only when its step takes at most 95% of the time without it: smaller gains are within
+the run-to-run noise of a shared machine."""
+OPTIONS = ("channels_last", "bf16")
+ACCELERATORS = ("cpu", "cuda")
+OFF_PRECISION = "32-true"
+ON_PRECISION = "bf16-mixed"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One measured training-step time ratio (with the option / without it) and how it was measured."""
+
+    ratio: float
+    date: str
+    setting: str
+
+    @property
+    def on(self) -> bool:
+        return self.ratio <= FASTER
+
+
+_CPU = "demo preset's variant, input and batch, 1 thread, best of 7 alternating (profile layouts)"
+MEASURED: dict[tuple[str, str, str], Measurement] = {
+    ("cpm", "cpu", "channels_last"): Measurement(0.70, "2026-12-06", _CPU),
+    ("deeppose", "cpu", "channels_last"): Measurement(0.89, "2026-12-06", _CPU),
+    ("hourglass", "cpu", "channels_last"): Measurement(0.66, "2026-12-06", _CPU),
+    ("grmi", "cpu", "channels_last"): Measurement(1.10, "2026-12-06", f"{_CPU}; the slower of two runs (1.01)"),
+    ("hrnet", "cpu", "channels_last"): Measurement(0.75, "2026-12-06", _CPU),
+    ("ief", "cpu", "channels_last"): Measurement(0.79, "2026-12-06", _CPU),
+    ("simplebaseline", "cpu", "channels_last"):
+        Measurement(0.78, "2026-12-06", f"{_CPU}; simplebaseline-res50 256x192 batch 4: 0.83"),
+    ("tompson", "cpu", "channels_last"): Measurement(0.87, "2026-12-06", _CPU),
+    ("visreg", "cpu", "channels_last"): Measurement(0.89, "2026-12-06", f"{_CPU}; the slower of two runs (0.72)"),
+}
+"""``(method, accelerator, option) -> Measurement``; a missing row is unmeasured (off). No CUDA row yet: paste the
+rows ``python -m benchmark gpu-check`` prints."""
+
+
+def accelerator_of(setting: str, cuda_available: bool) -> str:
+    """``cpu`` or ``cuda``: the accelerator ``trainer.accelerator`` (cpu, gpu, cuda, auto, ...) trains on."""
+    if setting == "cpu":
+        return "cpu"
+    if setting in ("gpu", "cuda"):
+        return "cuda"
+    return "cuda" if cuda_available else "cpu"
+
+
+def decide(method: str, accelerator: str, option: str) -> tuple[bool, str]:
+    """``(on, why)`` of the measured default of ``option`` for ``method`` on ``accelerator``."""
+    measured = MEASURED.get((method, accelerator, option))
+    if measured is None:
+        return False, f"speed default: {option} unmeasured for {method} on {accelerator}, off"
+    state = "on" if measured.on else "off"
+    return measured.on, (f"speed default: {option} {state} for {method} on {accelerator} (step x{measured.ratio:.2f}, "
+                         f"measured {measured.date})")
+
+
+def resolve(method: str, accelerator: str, channels_last: Any, precision: Any) -> dict[str, dict[str, Any]]:
+    """``{"channels_last": {"value", "source"}, "precision": {"value", "source"}}``: ``auto`` resolved by
+    ``decide``, any other value kept with source ``config``."""
+    if channels_last == AUTO:
+        on, why = decide(method, accelerator, "channels_last")
+        layout = {"value": on, "source": why}
+    else:
+        layout = {"value": bool(channels_last), "source": "config"}
+    if precision == AUTO:
+        on, why = decide(method, accelerator, "bf16")
+        mixed = {"value": ON_PRECISION if on else OFF_PRECISION, "source": why}
+    else:
+        mixed = {"value": str(precision), "source": "config"}
+    return {"channels_last": layout, "precision": mixed}
+
+
+def table_row(method: str, accelerator: str, option: str, ratio: float, date: str, setting: str) -> str:
+    """One ``MEASURED`` entry as Python source, for gpu-check to print and a maintainer to paste."""
+    return (f'    ("{method}", "{accelerator}", "{option}"):\n'
+            f'        Measurement({ratio:.2f}, "{date}", "{setting}"),')
