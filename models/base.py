@@ -148,6 +148,8 @@ class PoseEstimator(pl.LightningModule):
     """
 
     decoders: tuple[str, ...] = (REGRESSION,)
+    predicts_visibility: bool = False
+    """True where the per-joint ``scores`` of the predictions are joint-presence probabilities."""
     conventions: tuple[str, ...] = (DEFAULT_CONVENTION,)
     net: nn.Module
     """The plain network a subclass sets in its constructor."""
@@ -183,8 +185,9 @@ class PoseEstimator(pl.LightningModule):
             raise ValueError(f"unknown optimizer {optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r}; valid: {', '.join(SCHEDULES)}")
-        if decoder not in DECODE_METHODS:
-            raise ValueError(f"unknown decoder {decoder!r}; valid: {', '.join(DECODE_METHODS)}")
+        if decoder not in DECODE_METHODS and decoder not in self.decoders:
+            valid = dict.fromkeys((*DECODE_METHODS, *self.decoders))
+            raise ValueError(f"unknown decoder {decoder!r}; valid: {', '.join(valid)}")
         if convention not in CONVENTIONS:
             raise ValueError(f"unknown convention {convention!r}; valid: {', '.join(CONVENTIONS)}")
         if convention not in self.conventions:

@@ -30,6 +30,18 @@ def _stages(outputs: torch.Tensor | list[torch.Tensor]) -> list[torch.Tensor]:
     return outputs if isinstance(outputs, list) else [outputs]
 
 
+# Dense-field methods (neither the heatmap codec's maps nor coordinates): method -> the (C, h, w) of one output.
+FIELD_OUTPUTS = {
+    "grmi": lambda model: (3 * model.num_joints, *model.input_size),  # K heatmaps + 2K offsets at crop size
+}
+
+
+def _field_shape(model: models.base.PoseEstimator) -> tuple[int, ...] | None:
+    """The ``(C, h, w)`` of a dense-field method's output (``FIELD_OUTPUTS``), None for the other methods."""
+    method = next((name for name, cls in models.METHODS.items() if type(model) is cls), None)
+    return FIELD_OUTPUTS[method](model) if method in FIELD_OUTPUTS else None
+
+
 def _heatmap_channels(model: HeatmapEstimator) -> int:
     """K maps, plus the maps a method declares beyond the joints (``extra_maps``: CPM's background map)."""
     return model.num_joints + getattr(model, "extra_maps", 0)
@@ -59,6 +71,8 @@ def test_tiny_variant_shapes_gradients_and_overfitting(name: str) -> None:
         if isinstance(model, HeatmapEstimator):
             assert stage.shape[1] == _heatmap_channels(model)
             assert tuple(stage.shape[2:]) == model.codec.heatmap_size
+        elif _field_shape(model) is not None:
+            assert tuple(stage.shape[1:]) == _field_shape(model)
         else:  # coordinate regressors: one (x, y) per joint and stage (or step)
             assert tuple(stage.shape[1:]) == (model.num_joints, 2)
     loss = model.compute_loss(outputs, batch)
@@ -138,6 +152,8 @@ def test_full_size_variant_output_shapes(name: str) -> None:
         assert model.codec.heatmap_size == expected
         assert all(tuple(stage.shape[2:]) == expected for stage in _stages(outputs))
         assert all(stage.shape[1] == _heatmap_channels(model) for stage in _stages(outputs))
+    elif _field_shape(model) is not None:
+        assert all(tuple(stage.shape[1:]) == _field_shape(model) for stage in _stages(outputs))
 
 
 @pytest.mark.parametrize("name", PAPER_PARAMS)
