@@ -17,6 +17,10 @@ same forward passes are scored under each ``(decoder, flip test)`` pair of the m
 ``evaluation_protocols``; ``protocol_results[stage]`` lists ``{decoder, flip_test, metrics}`` for
 all of them, and each one's ranking metric is logged as ``test/protocol/<decoder>[+flip]/<metric>``.
 The headline metrics stay those of the configured protocol (the recipe's).
+
+Models that predict each joint's presence (``predicts_visibility``, e.g. models/visreg.py, whose scores are
+presence probabilities) also get ``Visibility/accuracy`` under protocols that do not score it themselves
+(``presence_metrics``; the LSP protocol always reports it).
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from benchmark import metrics
 from benchmark.errors import user_errors
 from benchmark.protocols import EvaluationError, get_protocol
+from benchmark.protocols.lsp import VISIBILITY_ACCURACY
 from datamodules.datasets import PoseDataset
 
 if TYPE_CHECKING:
@@ -136,6 +142,17 @@ def evaluate_predictions(
     return protocol.score(dataset, predictions)
 
 
+def presence_metrics(dataset: PoseDataset, scores: np.ndarray) -> dict[str, float]:
+    """``{Visibility/accuracy}`` of per-joint presence probabilities ``scores`` ``(N, K)`` against the joints the
+    dataset's protocol counts as annotated (``metrics.visibility_accuracy``), for models that predict presence
+    (``predicts_visibility``) under protocols that do not score it themselves; empty when nothing is annotated
+    (detected boxes)."""
+    _, annotated = get_protocol(dataset.protocol).ground_truth(dataset)
+    if not np.asarray(annotated).any():
+        return {}
+    return {VISIBILITY_ACCURACY: metrics.visibility_accuracy(scores, annotated)}
+
+
 def protocol_label(decoder: str, flip_test: bool) -> str:
     """``dark+flip`` / ``dark``: a protocol's name in logged metric keys."""
     return f"{decoder}+flip" if flip_test else decoder
@@ -238,6 +255,8 @@ class EvaluationCallback(pl.Callback):
             try:
                 merged = merge_predictions(parts, len(dataset))
                 scores = evaluate_predictions(dataset, merged, self.output_dir, stage)
+                if getattr(pl_module, "predicts_visibility", False) and VISIBILITY_ACCURACY not in scores:
+                    scores |= presence_metrics(dataset, merged["scores"])
                 protocols = []
                 if PROTOCOL_KEYS[0] in merged:
                     model = cast("PoseEstimator", pl_module)  # the protocol keys come from a PoseEstimator's steps

@@ -333,6 +333,41 @@ def pdj(
     return pck(pred, gt, visible, torso_size(gt, torso_pair), threshold=fraction, joint_names=joint_names)
 
 
+def pck_image_height(
+    pred: Any,
+    gt: Any,
+    visible: Any,
+    image_heights: Any,
+    fraction: float = 1 / 12,
+    joint_names: Sequence[str] | None = None,
+) -> dict[str, float]:
+    """PCK in percent with the threshold a ``fraction`` of each person's image height: correct when
+    ``error <= fraction x image_heights[i]`` (inclusive), the multi-task regression study's PCK@1/12.
+
+    ``pred``, ``gt`` ``(N, K, 2)``; ``visible`` ``(N, K)`` bool (annotated); ``image_heights`` ``(N,)``
+    pixels of the image each person is in. Output as in ``pck``.
+    """
+    if not fraction > 0:
+        raise ValueError(f"fraction must be > 0, got {fraction}")
+    return pck(pred, gt, visible, image_heights, threshold=fraction, joint_names=joint_names)
+
+
+def visibility_accuracy(scores: Any, visible: Any, threshold: float = 0.5) -> float:
+    """Visibility classification accuracy in percent over all ``N x K`` joints: a joint is predicted present
+    when its score (a presence probability) is ``> threshold`` and counts as right when that agrees with
+    ``visible`` (annotated). ``scores`` and ``visible`` ``(N, K)``."""
+    probability = np.asarray(scores, dtype=np.float64)
+    if probability.ndim != 2:
+        raise ValueError(f"scores must have shape (N, K), got {probability.shape}")
+    vis = _mask("visible", visible, *probability.shape)
+    if vis.size == 0:
+        raise ValueError("no joint to evaluate: scores is empty")
+    if not np.isfinite(probability).all():
+        i, j = np.argwhere(~np.isfinite(probability))[0]
+        raise ValueError(f"scores has a non-finite value at (sample {i}, joint {j})")
+    return float(100.0 * ((probability > threshold) == vis).mean())
+
+
 def pcp(
     pred: Any,
     gt: Any,

@@ -2,8 +2,11 @@
 
 Layouts (dataset READMEs, Johnson & Everingham BMVC'10 / CVPR'11): LSP ships a 3 x 14 x 2000
 ``joints`` matrix (x, y, flag per joint per image, images ``images/im0001.jpg`` ...), LSP-extended
-a 14 x 3 x 10000 matrix (images ``images/im00001.jpg`` ...). Joint order: LSP-14
-(``datamodules.skeletons.LSP``).
+a 14 x 3 x 10000 matrix (10,000 Flickr images scaled so that the person is about 150 px long,
+``images/im00001.jpg`` ... ``im10000.jpg``; "14 joint locations and visibility flags", LSPET
+README). Joint order: LSP-14 (``datamodules.skeletons.LSP``). A flag other than 0 or 1 is an error
+naming the file, the image and the joint. SynthPose writes the LSP-extended layout too
+(``datamodules.synthpose.generate_synthpose_lsp``), read by this loader.
 
 The third value means different things in the two files. The official Convolutional Pose
 Machines code (shihenw/convolutional-pose-machines-release, ``training/genJSON.m``, the
@@ -65,7 +68,16 @@ def read_lsp_joints(joints_mat: Path, extended: bool) -> np.ndarray:
             f"{joints_mat}: 'joints' has shape {joints.shape}, expected the {name} layout "
             f"(a file of the other layout belongs to dataset {other!r})"
         )
-    return np.transpose(joints, (2, 0, 1)) if extended else np.transpose(joints, (2, 1, 0))
+    values = np.transpose(joints, (2, 0, 1)) if extended else np.transpose(joints, (2, 1, 0))
+    flags = values[..., 2]
+    bad = ~np.isin(flags, (0.0, 1.0))
+    if bad.any():
+        person, joint = np.argwhere(bad)[0]
+        raise DatasetError(
+            f"{joints_mat}: 'joints' flag {float(flags[person, joint])} of image {person + 1} "
+            f"({lsp_image_name(int(person) + 1, extended)}), joint {int(joint)} ({LSP.joints[joint]}) is not 0 or 1"
+        )
+    return values
 
 
 def load_lsp(joints_mat: Path, image_dir: Path, extended: bool = False) -> list[PersonRecord]:

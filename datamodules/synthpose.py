@@ -75,6 +75,8 @@ File formats and their sources
       data-format page and the fixtures ``test_coco.json`` / ``test_coco_det_AP_H_56.json``.
       The val detections are the annotated persons' boxes, jittered (score 0.75-1, 5% missed),
       plus a few random low-score (0.01-0.35) false positives, from a stream of their own.
+    - LSP-extended (``generate_synthpose_lsp``): ``joints.mat`` with ``joints`` 14 x 3 x N (x, y 1-based and a
+      visibility flag per joint) and ``images/im00001.jpg`` ..., the LSPET README's layout, one root per split.
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ from tqdm import tqdm
 
 from datamodules.mpii import MAT_JOINT_NAMES
 from datamodules.records import PIXEL_STD, DatasetError
-from datamodules.skeletons import COCO, MPII
+from datamodules.skeletons import COCO, LSP, MPII
 
 GENERATOR_VERSION = "1.0"
 
@@ -105,6 +107,8 @@ MPII_INDEX = np.arange(MPII.num_joints)
 COCO_INDEX = np.array([JOINTS.index(name) for name in COCO.joints])
 """``(17,)`` indices into :data:`JOINTS` in COCO-17 order (joints are matched by name)."""
 FACE_INDEX = np.arange(MPII.num_joints, NUM_JOINTS)
+LSP_INDEX = np.array([JOINTS.index("upper_neck" if name == "neck" else name) for name in LSP.joints])
+"""``(14,)`` indices into :data:`JOINTS` in LSP-14 order (LSP's ``neck`` is MPII's ``upper_neck``)."""
 
 SPLITS: tuple[str, ...] = ("train", "val")
 _SPLIT_CODE = {"train": 0, "val": 1}
@@ -867,3 +871,55 @@ def generate_synthpose(out: Path, num_train: int, num_val: int, seed: int, progr
         "sha256": {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest() for p in annotation_files},
     }))
     return SynthPoseFiles(**{**files.__dict__, "counts": counts})
+
+
+# --------------------------------------------------------------------------- the LSP-extended form
+
+
+def _lsp_joints(person: ScenePerson | None) -> np.ndarray:
+    """``(14, 3)`` LSP-extended values of ``person``: x, y 1-based (MATLAB), flag 1 where the joint is inside the
+    image and not covered (visible), else 0; every 0 without a person (the loader skips such an image)."""
+    if person is None:
+        return np.zeros((LSP.num_joints, 3))
+    visible = person.inside[LSP_INDEX] & ~person.occluded[LSP_INDEX]
+    return np.concatenate([np.round(person.keypoints[LSP_INDEX] + 1.0, 2), visible[:, None].astype(np.float64)],
+                          axis=1)
+
+
+def generate_synthpose_lsp(out: Path, num_train: int, num_val: int, seed: int, progress: bool = True) -> dict:
+    """Write SynthPose in the LSP-extended layout: ``out/<split>/joints.mat`` (``joints`` 14 x 3 x N) and
+    ``out/<split>/images/im00001.jpg`` ..., one root per split that ``datamodules.lsp.load_lsp(..., extended=True)``
+    and dataset ``lsp_extended`` read. Returns the counts ``{split: {images, persons}}``.
+
+    Image ``i`` of a split is the scene :func:`generate_synthpose` writes as ``<split>_<i - 1>.jpg`` (same seed,
+    same pixels), annotated with one person, as LSP-extended annotates one: the front-most annotated figure
+    (figures are drawn smallest first, so the last annotated one is also the largest). Its flag is LSP-extended's
+    visibility flag: 1 for a joint inside the image and not covered by an occluder or another figure, 0 otherwise;
+    coordinates are written for every joint (the loader ignores those with flag 0). An image without an annotated
+    figure gets all-zero values and is skipped by the loader. ``out`` must be new or empty.
+    """
+    for name, value in (("num_train", num_train), ("num_val", num_val), ("seed", seed)):
+        if not isinstance(value, (int, np.integer)) or value < 0:
+            raise DatasetError(f"SynthPose {name} must be a non-negative integer, got {value!r}")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DatasetError(f"refusing to write SynthPose's LSP-extended form into {out}: it is not a new or empty "
+                           "directory")
+    counts: dict[str, dict[str, int]] = {}
+    with tqdm(total=num_train + num_val, desc="SynthPose (LSP)", unit="img", disable=not progress) as bar:
+        for split, total in (("train", num_train), ("val", num_val)):
+            image_dir = out / split / "images"
+            image_dir.mkdir(parents=True)
+            values = np.zeros((total, LSP.num_joints, 3))
+            for index in range(total):
+                scene = render_scene(seed, split, index)
+                annotated = [person for person in scene.persons if person.annotated]
+                values[index] = _lsp_joints(annotated[-1] if annotated else None)
+                ok, encoded = cv2.imencode(".jpg", scene.image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+                if not ok:
+                    raise DatasetError(f"JPEG encoding failed for image {index + 1} of {split}")
+                (image_dir / f"im{index + 1:05d}.jpg").write_bytes(encoded.tobytes())
+                bar.update(1)
+            (out / split / "joints.mat").write_bytes(mat_bytes({"joints": np.transpose(values, (1, 2, 0))}))
+            counts[split] = {"images": total, "persons": int((values[..., 2] > 0).any(axis=1).sum())}
+    return counts

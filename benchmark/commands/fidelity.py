@@ -128,6 +128,14 @@ LOSSES: dict[str, tuple[str, str]] = {
     "Tompson.compute_loss": (
         "0.5 x MSE of the coarse (and spatial-model) heatmaps + fine_weight x 0.5 x MSE of the fine heatmaps",
         "annotated joints whose Gaussian reaches the heatmap (fine: its window): 1, others: 0"),
+    "GRMI.compute_loss": (
+        "4 x logistic loss of the disk heatmaps (mean over pixels) + 1 x Huber loss of the offset error (units of "
+        "R) inside the disks",
+        "annotated joints: 1, others: 0; offsets: disk pixels only"),
+    "VisReg.compute_loss": (
+        "cross-entropy of the (absent, present) logits, mean over the B x K joints, plus (after "
+        "classification_epochs) L2 of box-normalised coordinates summed over joints, mean over the batch",
+        "regression: annotated joints 1, others 0; classification: every joint"),
 }
 
 

@@ -564,3 +564,48 @@ def test_rescore_hand_example() -> None:
     expected = [f(0.8) * ((f(0.3) + f(0.5)) / f(2)), 0.0, f(1.0) * ((((f(0.9) + f(0.9)) + f(0.6)) + f(0.6)) / f(4))]
     assert metrics.rescore(box, keypoint_scores).tolist() == [float(v) for v in expected]
     np.testing.assert_allclose(expected, [0.32, 0.0, 0.75], rtol=0, atol=1e-7)
+
+
+def _image_height_example() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    # Person A in an image 120 px high (1/12: 10 px), person B in one 240 px high (20 px). Errors are 3-4-5
+    # triangles, so the distances are exact: A j0 10 (exactly at the threshold), A j1 10.5, A j2 not annotated
+    # (error 100); B j0 15 (right only because B's image is taller), B j1 20 (at the threshold), B j2 25.
+    gt = np.zeros((2, 3, 2))
+    offsets = np.array([[[6.0, 8.0], [0.0, 10.5], [60.0, 80.0]], [[9.0, 12.0], [12.0, 16.0], [15.0, 20.0]]])
+    visible = np.array([[True, True, False], [True, True, True]])
+    return gt + offsets, gt, visible, np.array([120.0, 240.0])
+
+
+def test_pck_image_height_hand_example() -> None:
+    pred, gt, visible, heights = _image_height_example()
+    result = metrics.pck_image_height(pred, gt, visible, heights)
+    assert result == {"joint_0": 100.0, "joint_1": 50.0, "joint_2": 0.0, "Mean": 60.0}  # 3 of 5 annotated right
+    # At 1/6 of the height A allows 20 px and B 40 px: every annotated joint is right.
+    assert metrics.pck_image_height(pred, gt, visible, heights, fraction=1 / 6)["Mean"] == 100.0
+    # One height for both: B's 15 px error is wrong in a 120 px image.
+    assert metrics.pck_image_height(pred, gt, visible, [120.0, 120.0])["joint_0"] == 50.0
+
+
+def test_pck_image_height_bad_input() -> None:
+    pred, gt, visible, heights = _image_height_example()
+    with pytest.raises(ValueError, match="fraction"):
+        metrics.pck_image_height(pred, gt, visible, heights, fraction=0.0)
+    with pytest.raises(ValueError, match=r"normalizer\[0\]"):
+        metrics.pck_image_height(pred, gt, visible, [0.0, 240.0])
+
+
+def test_visibility_accuracy_hand_example() -> None:
+    scores = np.array([[0.9, 0.5, 0.2], [0.51, 0.4, 1.0]])
+    visible = np.array([[True, True, False], [True, True, True]])
+    # Present = score > 0.5: [[T, F, F], [T, F, T]]; agrees with visible at 4 of the 6 joints (0.5 is not > 0.5).
+    assert metrics.visibility_accuracy(scores, visible) == pytest.approx(100 * 4 / 6, abs=1e-12)
+    assert metrics.visibility_accuracy(scores, visible, threshold=0.45) == pytest.approx(100 * 5 / 6, abs=1e-12)
+    # Scores of 1 everywhere (a regressor without a presence head) score the share of annotated joints.
+    assert metrics.visibility_accuracy(np.ones((2, 3)), visible) == pytest.approx(100 * 5 / 6, abs=1e-12)
+
+
+def test_visibility_accuracy_bad_input() -> None:
+    with pytest.raises(ValueError, match="visible"):
+        metrics.visibility_accuracy(np.ones((2, 3)), np.ones((2, 4), dtype=bool))
+    with pytest.raises(ValueError, match=r"non-finite value at \(sample 1, joint 0\)"):
+        metrics.visibility_accuracy(np.array([[0.1], [np.nan]]), np.ones((2, 1), dtype=bool))

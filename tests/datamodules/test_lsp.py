@@ -57,3 +57,15 @@ def test_missing_joints_key(tmp_path: Path) -> None:
     scipy.io.savemat(str(tmp_path / "joints.mat"), {"points": np.zeros((3, 14, 2))})
     with pytest.raises(DatasetError, match="missing key 'joints'"):
         load_lsp(tmp_path / "joints.mat", tmp_path)
+
+
+@pytest.mark.parametrize("extended", [False, True])
+def test_flag_other_than_0_or_1_names_file_image_and_joint(tmp_path: Path, extended: bool) -> None:
+    values = write_lspet(tmp_path) if extended else write_lsp(tmp_path)
+    values[1, 12, 2] = 2.0
+    layout = (1, 2, 0) if extended else (2, 1, 0)
+    scipy.io.savemat(str(tmp_path / "joints.mat"), {"joints": np.transpose(values, layout)})
+    name = "im00002.jpg" if extended else "im0002.jpg"
+    expected = rf"'joints' flag 2.0 of image 2 \({name}\), joint 12 \(neck\) is not 0 or 1"
+    with pytest.raises(DatasetError, match=expected):
+        load_lsp(tmp_path / "joints.mat", tmp_path / "images", extended=extended)

@@ -15,13 +15,14 @@ from pycocotools.coco import COCO as CocoApi
 
 from datamodules.coco import load_coco_detection_records, load_coco_records
 from datamodules.datasets import build_dataset
+from datamodules.lsp import load_lsp
 from datamodules.mpii import (
     attach_ground_truth,
     load_mpii_annotations,
     load_mpii_ground_truth,
 )
 from datamodules.records import DatasetError
-from datamodules.skeletons import COCO, MPII
+from datamodules.skeletons import COCO, LSP, MPII
 from datamodules.synthpose import (
     COCO_INDEX,
     FACE_HIDDEN_DEPTH,
@@ -30,6 +31,7 @@ from datamodules.synthpose import (
     FigurePose,
     figure_geometry,
     generate_synthpose,
+    generate_synthpose_lsp,
     joint_occlusion,
     render_scene,
 )
@@ -446,3 +448,48 @@ def test_poses_vary(synth: Path) -> None:
     # Scale and in-plane rotation vary too.
     assert np.ptp(torso) / torso.mean() > 0.5
     assert np.ptp(np.unwrap(angle)) > 0.6
+
+
+# --------------------------------------------------------------------------- the LSP-extended form
+
+
+@pytest.fixture(scope="module")
+def synth_lsp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synth_lsp") / "lsp"
+    generate_synthpose_lsp(root, num_train=6, num_val=2, seed=SEED, progress=False)
+    return root
+
+
+def test_lsp_form_has_the_lspet_layout(synth_lsp: Path) -> None:
+    for split, count in (("train", 6), ("val", 2)):
+        joints = scipy.io.loadmat(str(synth_lsp / split / "joints.mat"))["joints"]
+        assert joints.shape == (14, 3, count)  # LSPET README: 14 joints x (x, y, visibility) x images
+        assert set(np.unique(joints[:, 2])) <= {0.0, 1.0}
+        assert sorted(p.name for p in (synth_lsp / split / "images").iterdir()) == [
+            f"im{i:05d}.jpg" for i in range(1, count + 1)]
+
+
+def test_lsp_form_read_by_the_real_loader_is_the_front_most_figure(synth_lsp: Path) -> None:
+    records = load_lsp(synth_lsp / "train" / "joints.mat", synth_lsp / "train" / "images", extended=True)
+    assert records
+    lsp_rows = [JOINTS.index("upper_neck" if name == "neck" else name) for name in LSP.joints]
+    for record in records:
+        scene = render_scene(SEED, "train", record.image_id - 1)
+        person = [p for p in scene.persons if p.annotated][-1]
+        # Flag 1 (visible, annotated) exactly where the joint is inside the image and not covered.
+        np.testing.assert_array_equal(record.visible, person.inside[lsp_rows] & ~person.occluded[lsp_rows])
+        # Written 1-based to 0.01 px; the loader makes them 0-based.
+        np.testing.assert_allclose(record.keypoints[record.visible], person.keypoints[lsp_rows][record.visible],
+                                   rtol=0, atol=0.005 + 1e-9)
+        written = (synth_lsp / "train" / "images" / f"im{record.image_id:05d}.jpg").read_bytes()
+        ok, encoded = cv2.imencode(".jpg", scene.image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        assert ok and written == encoded.tobytes()  # the same scene as the MPII/COCO form's <split>_NNNNNN.jpg
+    assert any(not r.visible.all() for r in records)  # some joints are hidden: the flag carries information
+    dataset = build_dataset("lsp_extended", synth_lsp / "train", "train")
+    assert [r.image_id for r in dataset.records] == [r.image_id for r in records]
+
+
+def test_lsp_form_refuses_a_non_empty_folder(tmp_path: Path) -> None:
+    (tmp_path / "other.txt").write_text("x")
+    with pytest.raises(DatasetError, match="not a new or empty directory"):
+        generate_synthpose_lsp(tmp_path, num_train=1, num_val=0, seed=0, progress=False)

@@ -29,7 +29,7 @@ def test_every_paper_recipe_has_a_complete_and_consistent_block(name: str) -> No
 
 
 def test_paper_recipes_are_every_recipe_but_the_demo_presets():
-    assert "hourglass8_mpii_256" in PAPER_RECIPES and len(PAPER_RECIPES) == 8
+    assert "hourglass8_mpii_256" in PAPER_RECIPES and len(PAPER_RECIPES) == 13
     assert not [name for name in PAPER_RECIPES if name.startswith("demo_")]
 
 

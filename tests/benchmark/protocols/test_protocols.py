@@ -19,10 +19,10 @@ from pycocotools.coco import COCO as CocoApi
 from pycocotools.cocoeval import COCOeval
 
 from benchmark import metrics
-from benchmark.evaluation import evaluate_predictions
-from benchmark.protocols import get_protocol
+from benchmark.evaluation import evaluate_predictions, presence_metrics
+from benchmark.protocols import EvaluationError, get_protocol
 from datamodules.datasets import build_dataset
-from tests.builders import HEADBOXES, make_coco_root, make_mpii_root, write_lsp
+from tests.builders import HEADBOXES, make_coco_root, make_mpii_root, write_lsp, write_lspet
 
 
 def test_mpii_evaluate_is_mpii_pckh_per_joint_and_auc(tmp_path: Path, mpii_fixture_dir: Path) -> None:
@@ -84,10 +84,50 @@ def test_lsp_evaluate_is_pck_at_0_2_torso_and_strict_pcp_by_hand(tmp_path: Path)
     expected["PCK/Mean"] = 50.0
     # Every PCP limb joins neighbouring joints |(2, 3)| = 3.6 px apart: half of it is below either error.
     expected |= {f"PCP/{name}": 0.0 for name in (*dataset.skeleton.pcp_limbs, "Mean")}
+    # The builders' images are 80 px high: 1/12 of it is 6.67 px, so the same joints are right at 1/12 height.
+    expected |= {f"PCK-img/{name}": 100.0 if j % 2 == 0 else 0.0 for j, name in enumerate(dataset.skeleton.joints)}
+    expected["PCK-img/Mean"] = 50.0
+    expected["Visibility/accuracy"] = 100.0  # every LSP joint is annotated and every score is 1 > 0.5
     assert result == expected
     evaluate_predictions(dataset, {"keypoints": gt + shift, "scores": np.ones(gt.shape[:2])}, tmp_path, "val")
-    saved = scipy.io.loadmat(tmp_path / "val_predictions.mat")["preds"]
-    np.testing.assert_array_equal(saved, gt + shift + 1.0)  # HRNet's pred.mat: 1-based
+    saved = scipy.io.loadmat(tmp_path / "val_predictions.mat")
+    np.testing.assert_array_equal(saved["preds"], gt + shift + 1.0)  # HRNet's pred.mat: 1-based
+    np.testing.assert_array_equal(saved["scores"], np.ones(gt.shape[:2]))
+
+
+def test_lsp_extended_pck_at_1_12_image_height_and_visibility_accuracy_by_hand(tmp_path: Path) -> None:
+    write_lspet(tmp_path)  # person 0: all 14 joints annotated; person 1: joints 4-13; person 2: none (skipped)
+    dataset = build_dataset("lsp_extended", tmp_path, "train")
+    gt = np.stack([r.keypoints for r in dataset.records])
+    # A 6 px error everywhere (a 3-4-5 triangle): inside 1/12 of the 80 px image height (6.67 px), outside
+    # 0.2 x the torso of |(14, 21)| = 25.24 px (5.05 px).
+    pred = gt + [3.6, 4.8]
+    scores = np.full(gt.shape[:2], 0.9)
+    scores[1, :4] = 0.2  # person 1's unannotated joints predicted absent: right
+    scores[1, 4:6] = 0.3  # two of its annotated joints predicted absent: wrong
+    result = get_protocol("lsp").evaluate(dataset, pred, scores)
+    assert result["PCK-img/Mean"] == 100.0
+    assert result["PCK-img/r_ankle"] == 100.0 and result["PCK/r_ankle"] == 0.0  # annotated for person 0 only
+    assert result["Visibility/accuracy"] == pytest.approx(100 * 26 / 28, abs=1e-12)  # 28 joints, 2 wrong
+
+
+def test_pck_at_image_height_needs_the_images(tmp_path: Path) -> None:
+    write_lspet(tmp_path)
+    dataset = build_dataset("lsp_extended", tmp_path, "train")
+    (tmp_path / "images" / "im00002.jpg").unlink()
+    gt = np.nan_to_num(np.stack([r.keypoints for r in dataset.records]))
+    with pytest.raises(EvaluationError, match=r"lsp_extended train: image .*im00002.jpg not found"):
+        get_protocol("lsp").evaluate(dataset, gt, np.ones(gt.shape[:2]))
+
+
+def test_presence_metrics_score_a_presence_head_under_mpii(tmp_path: Path, mpii_fixture_dir: Path) -> None:
+    dataset = build_dataset("mpii", make_mpii_root(tmp_path / "mpii", mpii_fixture_dir), "val")
+    persons = json.loads((mpii_fixture_dir / "test_mpii.json").read_text())
+    visible = np.array([p["joints_vis"] for p in persons], dtype=bool)
+    scores = np.where(visible, 0.8, 0.1)
+    scores[0, 0] = 1.0 - scores[0, 0]  # one joint on the wrong side of 0.5
+    assert presence_metrics(dataset, scores) == {
+        "Visibility/accuracy": pytest.approx(100 * (visible.size - 1) / visible.size, abs=1e-12)}
 
 
 @pytest.mark.parametrize(("name", "stage", "file"), [
