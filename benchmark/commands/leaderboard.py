@@ -9,7 +9,9 @@ file and the field), groups runs that differ only in their seed, and writes:
   params, GFLOPs, the evaluation protocol, the primary metrics as mean ± sample std (ddof=1) over
   the runs with n (no ± when n = 1), the published number the recipe targets, the delta and a
   verdict (within the recipe's tolerance or not; "no reference" without one, and always for
-  SynthPose, which has no published numbers);
+  SynthPose, which has no published numbers); where adjacent rows both have n >= 2, a "vs above" column marks
+  with "~" each row whose mean ranking metric is within the spread of the row above (``within_spread``:
+  |mean_a - mean_b| <= std_a + std_b), a difference these seeds do not establish;
 - per-joint tables (MPII's Head ... Ankle, LSP's 14 joints), a decoding / flip-test ablation
   table when records carry per-protocol metrics, the training cost (device-hours, hardware);
 - an accuracy-versus-GFLOPs plot (matplotlib Agg) embedded in the markdown;
@@ -454,14 +456,39 @@ def _footnote(number: int, row: Row) -> str:
     return head + "; ".join(runs) + "."
 
 
+def within_spread(upper: Row, lower: Row) -> bool:
+    """Whether two rows' ranking metrics differ by no more than the sum of their sample standard deviations (both
+    rows need n >= 2): their runs do not establish which is better."""
+    metric = upper.protocol.ranking_metric
+    mean_a, std_a, _ = mean_std(upper.values(metric))
+    mean_b, std_b, _ = mean_std(lower.values(metric))
+    if mean_a is None or mean_b is None or std_a is None or std_b is None:
+        return False
+    return abs(mean_a - mean_b) <= std_a + std_b
+
+
+SPREAD_MARK = "~"
+
+
+def _spread_note(label: str) -> str:
+    return (f"{SPREAD_MARK} in \"vs above\": the row's mean {label} is within the spread of the row above "
+            "(|difference of the means| ≤ the sum of the two sample standard deviations), so these seeds do not "
+            "order the two rows.")
+
+
 def _main_table(rows: list[Row], footnotes: list[str], floor: float | None = None) -> list[str]:
-    """The ranked rows; with ``floor`` (the mean pose's ranking metric) a column gives each row's multiple of it."""
+    """The ranked rows; with ``floor`` (the mean pose's ranking metric) a column gives each row's multiple of it;
+    when two adjacent rows have a spread, a column marks each row within the spread of the row above it."""
     protocol = rows[0].protocol
     ratio = [f"x mean pose ({protocol.primary[0].label})"] if floor else []
+    pairs = list(zip(rows, rows[1:], strict=False))
+    marks = [""] + [SPREAD_MARK if within_spread(above, row) else "" for above, row in pairs]
+    spread = any(min(len(row.values(protocol.ranking_metric)) for row in pair) > 1 for pair in pairs)
     header = ["method", "variant", "kind", "input", "params (M)", "GFLOPs (paper)", "evaluation",
-              *[label for label, _ in protocol.primary], *ratio, "n", "paper", "Δ", "verdict"]
+              *[label for label, _ in protocol.primary], *ratio, "n", *(["vs above"] if spread else []), "paper",
+              "Δ", "verdict"]
     lines = []
-    for row in rows:
+    for row, mark in zip(rows, marks, strict=True):
         r = row.first
         model = r.get("model") or {}
         params = model.get("params")
@@ -479,11 +506,11 @@ def _main_table(rows: list[Row], footnotes: list[str], floor: float | None = Non
         lines.append([
             r["method"], f"{r['variant']}[^{len(footnotes)}]", _kind(r), _input_size(r),
             DASH if params is None else fmt(params / 1e6), gflops, _eval_label(r), *metrics, str(len(row.entries)),
-            DASH if ref is None else f"{fmt(ref['paper'])} ({ref['label']})",
+            *([mark] if spread else []), DASH if ref is None else f"{fmt(ref['paper'])} ({ref['label']})",
             DASH if ref is None else fmt(ref["delta"], sign=True),
             "no reference" if ref is None else ref["verdict"],
         ])
-    return _table(header, lines)
+    return _table(header, lines) + ([_spread_note(protocol.primary[0].label), ""] if spread else [])
 
 
 def _per_joint_table(rows: list[Row]) -> list[str]:

@@ -5,6 +5,7 @@ registry), its preset check, its leaderboard check, and a one-method demo end to
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,8 @@ def test_the_demo_sweep_is_one_run_per_registered_method_and_format(tmp_path: Pa
         assert cfg.data.root == str(tmp_path / "data") and cfg.output_dir == str(tmp_path / "runs")
         assert cfg.trainer.accelerator == "cpu" and cfg.reference.metric is None
         assert cfg.results_dir == str(tmp_path / "out" / "runs")
-        assert cfg.trainer.check_val_every_n_epoch == cfg.trainer.max_epochs  # one validation, at the end
+        # No validation pass (the test pass scores the same split), or one at the end at most.
+        assert cfg.trainer.limit_val_batches == 0 or cfg.trainer.check_val_every_n_epoch >= cfg.trainer.max_epochs
         assert cfg.model.kwargs.get("pretrained", False) is False  # nothing to download
         assert build_command(spec, run, "py")[:4] == ["py", "-m", "benchmark", "train"]
 
@@ -54,6 +56,17 @@ def test_method_format_and_overrides_narrow_the_sweep(tmp_path: Path) -> None:
     assert [(run["recipe"], run["data.format"], run["trainer.max_epochs"]) for run in expand_sweep(spec)] == [
         ("demo_hrnet", "coco", "1"), ("demo_cpm", "coco", "1")]
     assert spec["parameters"]["data.root"] == {"value": "data/synthpose-demo"}  # the file's, when not given
+    assert spec["parameters"]["seed"] == {"value": 0}  # one seed unless --seeds says more
+
+
+def test_seeds_repeat_every_run_with_seeds_0_to_n_minus_1(tmp_path: Path) -> None:
+    spec = demo.demo_sweep(["cpm", "ief"], ("mpii",), out_dir=tmp_path, seeds=2)
+    assert [(run["recipe"], run["seed"]) for run in expand_sweep(spec)] == [
+        ("demo_cpm", 0), ("demo_cpm", 1), ("demo_ief", 0), ("demo_ief", 1)]
+    assert [load_config(_overrides(run)).seed for run in expand_sweep(spec)] == [0, 1, 0, 1]
+    assert demo.demo_sweep(["cpm"], seeds=1)["parameters"]["seed"] == {"value": 0}
+    with pytest.raises(demo.DemoError, match="at least one seed"):
+        demo.demo_sweep(seeds=0)
 
 
 def test_a_method_without_a_preset_is_an_error_naming_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,14 +109,25 @@ def test_check_passes_a_complete_board_and_names_what_is_missing(tmp_path: Path)
     assert len(demo.check_demo_leaderboard(tmp_path / "flat.md", ["cpm"])) == 2
 
 
-def test_demo_check_command_exits_1_on_an_incomplete_board(tmp_path: Path, capsys) -> None:
+def test_demo_check_command_exits_1_on_an_incomplete_board(tmp_path: Path, capsys,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from benchmark.cli import main
 
-    _board(tmp_path, "| cpm | cpm-tiny | 10.75 | 1 |\n", "| cpm | cpm-tiny | 0.00 | 0.00 |\n")
-    assert main(["demo", "--check", "--out", str(tmp_path), "--method", "cpm"]) == 0
-    assert capsys.readouterr().out.startswith(f"{tmp_path / MARKDOWN_NAME}: every method has its PCKh@0.5 and AP\n")
-    assert main(["demo", "--check", "--out", str(tmp_path), "--method", "cpm", "--method", "hrnet"]) == 1
+    monkeypatch.setitem(demo.MINIMUMS, "cpm", demo.Minimum(1.5, 1.0))
+    _board(tmp_path, "| cpm | cpm-tiny | 20.00 | 1 |\n", "| cpm | cpm-tiny | 1.50 | 0.00 |\n")
+    runs = _records(tmp_path, {("cpm", "mpii", 0): 20.0, ("cpm", "coco", 0): 0.015})
+    check = ["demo", "--check", "--out", str(tmp_path), "--committed", str(runs), "--method", "cpm"]
+    assert main(check) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"{tmp_path / MARKDOWN_NAME}: every method has its PCKh@0.5 and AP\n")
+    assert printed.endswith("every method reaches its minimum (benchmark/commands/demo.py MINIMUMS)\n")
+    assert main([*check, "--method", "hrnet"]) == 1
     assert capsys.readouterr().err.count("has no row for method hrnet") == 2
+    # A row below its minimum fails the check, named.
+    record = next(runs.glob("cpm-tiny_synthpose-coco_*.json"))
+    record.write_text(record.read_text().replace('"AP": 0.015', '"AP": 0.005'))
+    assert main(check) == 1
+    assert "error: cpm (coco) AP 0.50 is below its threshold 1.00" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -160,3 +184,56 @@ def test_check_compares_with_the_committed_records_within_the_tolerances(tmp_pat
     hrnet_coco.write_text(json.dumps(record))
     _, moved = demo.compare_with_committed(fresh, committed)
     assert len(moved) == 1 and moved[0].startswith("hrnet-tiny (mpii) PCKh/Mean") and "+4.50" in moved[0]
+
+
+COMMITTED = Path(__file__).resolve().parents[3] / "results" / "runs"
+FLOOR = 12.351648351648352  # the mean pose's PCKh@0.5 in the committed results/runs/references/synthpose-mpii.json
+
+
+def _records(tmp_path: Path, values: dict[tuple[str, str, int], float]) -> Path:
+    """Copies of the committed demo record of each (method, format) with seed and test metric (PCKh@0.5 in percent,
+    AP as a fraction) set from ``values``, beside the committed reference rows."""
+    out = tmp_path / "runs"
+    shutil.copytree(COMMITTED / "references", out / "references")
+    for (method, data_format, seed), value in values.items():
+        source = next(COMMITTED.glob(f"{method}-tiny_synthpose-{data_format}_*.json"))
+        record = json.loads(source.read_text())
+        record["seed"], record["config"]["seed"] = seed, seed
+        record["metrics"]["test"]["PCKh/Mean" if data_format == "mpii" else "AP"] = value
+        out.joinpath(f"{source.stem}_s{seed}.json").write_text(json.dumps(record))
+    return out
+
+
+def test_minimums_pass_at_the_threshold_and_name_a_row_below_it(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a bar of 1.5x the floor, 1.5 x 12.3516 = 18.527 PCKh@0.5, and AP 1.0; the mean over seeds is judged."""
+    monkeypatch.setitem(demo.MINIMUMS, "cpm", demo.Minimum(1.5, 1.0))
+    assert demo.floor_pckh(COMMITTED) == pytest.approx(FLOOR)
+    runs = _records(tmp_path / "a", {("cpm", "mpii", 0): 18.53, ("cpm", "coco", 0): 0.010})
+    assert demo.check_minimums(runs, ["cpm"]) == []
+    # Seeds 17.0 and 20.0: mean 18.50 < 18.53; AP 0.0099 -> 0.99 < 1.00.
+    runs = _records(tmp_path / "b", {("cpm", "mpii", 0): 17.0, ("cpm", "mpii", 1): 20.0, ("cpm", "coco", 0): 0.0099})
+    assert demo.check_minimums(runs, ["cpm"]) == [
+        "cpm (mpii) PCKh@0.5 18.50 is below its threshold 18.53 (1.5x the mean pose's 12.35; "
+        "benchmark/commands/demo.py MINIMUMS)",
+        "cpm (coco) AP 0.99 is below its threshold 1.00 (its minimum AP; benchmark/commands/demo.py MINIMUMS)"]
+    assert demo.check_minimums(runs, ["cpm"], ("coco",)) == [
+        "cpm (coco) AP 0.99 is below its threshold 1.00 (its minimum AP; benchmark/commands/demo.py MINIMUMS)"]
+
+
+def test_minimums_name_a_method_without_records_and_a_missing_floor(tmp_path: Path) -> None:
+    runs = _records(tmp_path, {("hrnet", "mpii", 0): 40.0, ("hrnet", "coco", 0): 0.10})
+    assert demo.check_minimums(runs, ["hrnet", "deeppose"]) == [
+        f"deeppose (mpii): no demo record with PCKh@0.5 in {runs}",
+        f"deeppose (coco): no demo record with AP in {runs}"]
+    shutil.rmtree(runs / "references")
+    assert demo.check_minimums(runs, ["hrnet"]) == [
+        f"{runs}: no mean-pose floor for the MPII format (references/synthpose-mpii.json, written by the demo)"]
+    # A registered method without a row in MINIMUMS is held to the default bar.
+    assert "newpose" not in demo.MINIMUMS and demo.DEFAULT_MINIMUM == demo.Minimum(1.5, 1.0)
+
+
+def test_the_committed_records_reach_every_registered_method_minimum() -> None:
+    """The committed demo (results/runs, written by `make demo` from this code) has a record of every registered
+    method in both formats, each at or above its MINIMUMS row."""
+    assert demo.check_minimums(COMMITTED, sorted(models.METHODS)) == []

@@ -253,3 +253,26 @@ def test_a_damaged_references_file_is_an_error_naming_it(tmp_path: Path) -> None
     (records / "references" / "synthpose-mpii.json").write_text('{"kind": "something else"}')
     with pytest.raises(PoseBenchError, match="synthpose-mpii.json: not a reference-rows file"):
         generate_leaderboard(records, tmp_path / "out")
+
+
+@pytest.mark.parametrize(("second_seed", "shown", "mark"), [(88.6, "88.80 ± 0.28", "~"), (89.2, "89.10 ± 0.14", "")])
+def test_a_row_within_the_spread_of_the_row_above_is_marked(tmp_path: Path, second_seed: float, shown: str,
+                                                            mark: str) -> None:
+    """simplebaseline-res50 (MPII) gets a seed 1 of ``second_seed`` PCKh@0.5 beside its seed 0's 89.0. With 88.6:
+    mean 88.8, std 0.2828; hourglass-8 below it has 88.5 ± 0.4: |88.8 - 88.5| = 0.3 <= 0.6828, marked "~". With 89.2:
+    mean 89.1, std 0.1414: 0.6 > 0.5414, not marked."""
+    records = tmp_path / "runs"
+    shutil.copytree(RECORDS, records)
+    record = json.loads((records / "simplebaseline-res50_mpii_s0.json").read_text())
+    record["seed"], record["config"]["seed"], record["run_id"] = 1, 1, "simplebaseline-res50_mpii_s1"
+    record["metrics"]["val"]["PCKh/Mean"] = second_seed
+    (records / "simplebaseline-res50_mpii_s1.json").write_text(json.dumps(record))
+    markdown = generate_leaderboard(records, tmp_path / "out").read_text()
+    table = markdown.split("\n## MPII\n")[1].split("\n\n")[0].strip()
+    header = [c.strip() for c in table.splitlines()[0].strip("|").split("|")]
+    first, second = _row(table, "simplebaseline-res50"), _row(table, "hourglass-8")
+    assert header[header.index("n") + 1] == "vs above" and first[header.index("PCKh@0.5")] == shown
+    assert first[header.index("vs above")] == "" and second[header.index("vs above")] == mark
+    assert "~ in \"vs above\": the row's mean PCKh@0.5 is within the spread of the row above" in markdown
+    # The COCO table has one row: no column, no note.
+    assert "vs above" not in markdown.split("\n## COCO\n")[1].split("\n## ")[0]
