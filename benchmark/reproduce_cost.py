@@ -63,7 +63,7 @@ SET_SIZES: dict[str, SetSizes] = {
     "mpii": SetSizes(train=22_246, val=2_958),
     "coco": SetSizes(train=149_813, val=6_352, detections=104_125),
     "lsp": SetSizes(train=1_000, val=1_000),
-    "lsp_extended": SetSizes(train=10_000, val=None),
+    "lsp_extended": SetSizes(train=9_000, val=1_000),
 }
 
 

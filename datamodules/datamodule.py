@@ -381,22 +381,30 @@ class PoseDataModule(pl.LightningDataModule):
     # ----------------------------------------------------------------- datasets
     def prepare_data(self) -> None:
         """Generate SynthPose into ``root`` when it is the dataset and ``root`` holds none yet (Lightning's hook
-        for data that must exist before ``setup``). Only local rank 0 generates; other ranks wait for it."""
-        manifest = self.root / "synthpose.json"
-        if self.dataset_name != "synthpose" or manifest.is_file():
+        for data that must exist before ``setup``). Only local rank 0 generates; other ranks wait for it.
+
+        Format ``lsp`` needs only the LSP-extended form (``root/lsp``, written last: ``lsp/val/joints.mat``), so
+        only that form is generated for it; the other formats need the MPII/COCO form (``synthpose.json`` last).
+        """
+        lsp = self.data_format == "lsp"
+        ready = self.root / ("lsp/val/joints.mat" if lsp else "synthpose.json")
+        if self.dataset_name != "synthpose" or ready.is_file():
             return
         if int(os.environ.get("LOCAL_RANK", "0")) != 0:
             deadline = time.monotonic() + SYNTH_WAIT_S
-            while not manifest.is_file():
+            while not ready.is_file():
                 if time.monotonic() > deadline:
                     raise DatasetError(f"waited {SYNTH_WAIT_S} s for local rank 0 to generate SynthPose at {self.root}")
                 time.sleep(1.0)
             return
-        from datamodules.synthpose import generate_synthpose
+        from datamodules.synthpose import generate_synthpose, generate_synthpose_lsp
 
-        log.info(f"SynthPose not found at {self.root}: generating {self.synthpose['num_train']} + "
-                 f"{self.synthpose['num_val']} images (seed {self.synthpose['seed']})")
-        generate_synthpose(self.root, **self.synthpose, progress=sys.stderr.isatty())
+        log.info(f"SynthPose{' (LSP-extended form)' if lsp else ''} not found at {self.root}: generating "
+                 f"{self.synthpose['num_train']} + {self.synthpose['num_val']} images (seed {self.synthpose['seed']})")
+        if lsp:
+            generate_synthpose_lsp(self.root / "lsp", **self.synthpose, progress=sys.stderr.isatty())
+        else:
+            generate_synthpose(self.root, **self.synthpose, progress=sys.stderr.isatty())
 
     def _build(self, split: str, boxes: str) -> PoseDataset:
         height, width = self.input_size

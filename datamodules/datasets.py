@@ -9,9 +9,12 @@ Splits are ``train`` and ``val`` everywhere: MPII val is ``annot/valid.json`` jo
 ``annot/gt_valid.mat`` (HRNet ``lib/dataset/mpii.py``); COCO val is ``val2017`` with
 ground-truth boxes or the person detections (HRNet ``lib/dataset/coco.py``); LSP's standard
 split is the first 1000 images for training and the last 1000 for testing (Johnson &
-Everingham, BMVC'10), here the first and second half of ``joints.mat``; LSP-extended is
-training data only. SynthPose (``python -m benchmark data synth``) is read in either of its
-two formats through the MPII or COCO loaders.
+Everingham, BMVC'10), here the first and second half of ``joints.mat``. LSP-extended ships no
+held-out part; PoseBench's split (its own choice: the visreg study its recipes cite states none
+we could check) keeps the last 10% of the images by image number for ``val`` and the rest for
+``train`` (of the 10,000: im00001-im09000 train, im09001-im10000 val). SynthPose (``python -m
+benchmark data synth``) is read in each of its three formats through the MPII, COCO or
+LSP-extended loaders.
 
 ``PoseDataset.fingerprint()`` identifies the data a run saw: sha256 over the annotation files
 (name and bytes, in the dataset's fixed order) and, for each sorted image file name of the
@@ -36,7 +39,7 @@ from datamodules.skeletons import COCO, LSP, MPII, Skeleton
 DATASETS: tuple[str, ...] = ("mpii", "coco", "lsp", "lsp_extended", "synthpose")
 SPLITS: tuple[str, ...] = ("train", "val")
 BOXES: tuple[str, ...] = ("gt", "detections")
-FORMATS: tuple[str, ...] = ("mpii", "coco")
+FORMATS: tuple[str, ...] = ("mpii", "coco", "lsp")
 
 COCO_DETECTION_FILE = "COCO_val2017_detections_AP_H_56_person.json"
 SYNTHPOSE_DETECTION_FILE = "synthpose_val_detections.json"
@@ -52,7 +55,8 @@ LAYOUTS: dict[str, str] = {
     "synthpose": (
         "images/{train,val}_NNNNNN.jpg, mpii/annot/{train,valid}.json, mpii/annot/gt_valid.mat, "
         "coco/annotations/person_keypoints_{train,val}.json, "
-        f"coco/person_detection_results/{SYNTHPOSE_DETECTION_FILE}, synthpose.json"
+        f"coco/person_detection_results/{SYNTHPOSE_DETECTION_FILE}, synthpose.json, "
+        "lsp/{train,val}/joints.mat (14 x 3 x N), lsp/{train,val}/images/im00001.jpg ..."
     ),
 }
 
@@ -77,7 +81,7 @@ def dataset_skeleton(name: str, format: str = "mpii") -> Skeleton:
     _check_choice("dataset", name, DATASETS)
     _check_choice("format", format, FORMATS)
     if name == "synthpose":
-        return COCO if format == "coco" else MPII
+        return {"mpii": MPII, "coco": COCO, "lsp": LSP}[format]
     return {"mpii": MPII, "coco": COCO, "lsp": LSP, "lsp_extended": LSP}[name]
 
 
@@ -217,16 +221,29 @@ def _build_coco_format(
     return PoseDataset(name, split, COCO, records, files, image_dir, "coco", coco_annotation=annotation_path)
 
 
-def _build_lsp(name: str, root: Path, split: str, extended: bool) -> PoseDataset:
-    if extended and split != "train":
-        raise DatasetError("lsp_extended is training data only (split 'train'); evaluate on dataset 'lsp', split 'val'")
-    joints_mat = _require(root / "joints.mat", name, root, "joints.mat")
-    image_dir = root / "images"
+LSP_EXTENDED_VAL_FRACTION = 10
+"""LSP-extended's ``val`` is the last 1/``LSP_EXTENDED_VAL_FRACTION`` of the images (PoseBench's split)."""
+
+
+def lsp_train_images(num_images: int, extended: bool) -> int:
+    """How many of the ``num_images`` images, counted from image 1, form the ``train`` split; the rest are ``val``.
+
+    LSP: the first half (Johnson & Everingham's first 1000 of 2000); LSP-extended: all but the last 10%
+    (PoseBench's choice, see the module doc).
+    """
+    return num_images - num_images // LSP_EXTENDED_VAL_FRACTION if extended else num_images // 2
+
+
+def _build_lsp(name: str, root: Path, split: str, extended: bool, joints_mat: Path | None = None) -> PoseDataset:
+    """LSP or LSP-extended records of ``split``; ``joints_mat`` (SynthPose) names a file holding that split alone."""
+    joints_mat = _require(joints_mat or root / "joints.mat", name, root, "joints.mat")
+    image_dir = joints_mat.parent / "images"
     records = load_lsp(joints_mat, image_dir, extended=extended)
-    if not extended:
-        shapes = {n: s for n, s, _ in scipy.io.whosmat(str(joints_mat))}
-        half = shapes["joints"][-1] // 2
-        records = [r for r in records if (r.image_id <= half) == (split == "train")]
+    if name == "synthpose":
+        return PoseDataset(name, split, LSP, records, (joints_mat,), image_dir, "lsp")
+    shapes = {n: s for n, s, _ in scipy.io.whosmat(str(joints_mat))}
+    last_train = lsp_train_images(shapes["joints"][-1], extended)
+    records = [r for r in records if (r.image_id <= last_train) == (split == "train")]
     return PoseDataset(name, split, LSP, records, (joints_mat,), image_dir, "lsp")
 
 
@@ -248,8 +265,9 @@ def build_dataset(
     ``aspect_ratio`` (model input W / H) shapes COCO-format boxes; ``boxes="detections"``
     (COCO-format val only) reads ``detection_file`` (default: the dataset's standard detection
     file) keeping boxes with score >= ``detection_threshold``; ``format`` picks SynthPose's
-    MPII or COCO files. With ``problems`` given, malformed annotation entries are listed there
-    and skipped instead of raising (``python -m benchmark data check`` uses this). ``box_rule``
+    MPII, COCO or LSP-extended files (``lsp/<split>/joints.mat``, one root per split). With
+    ``problems`` given, malformed annotation entries are listed there and skipped instead of
+    raising (``python -m benchmark data check`` uses this). ``box_rule``
     (``hrnet`` or ``mmpose``) frames COCO-format boxes as that code base does.
     """
     _check_choice("dataset", name, DATASETS)
@@ -276,6 +294,8 @@ def build_dataset(
         )
     if name in ("lsp", "lsp_extended"):
         return _build_lsp(name, root, split, extended=name == "lsp_extended")
+    if format == "lsp":
+        return _build_lsp(name, root, split, extended=True, joints_mat=root / "lsp" / split / "joints.mat")
     if format == "mpii":
         return _build_mpii_format(name, root, root / "mpii" / "annot", root / "images", split, problems)
     default = root / "coco" / "person_detection_results" / SYNTHPOSE_DETECTION_FILE

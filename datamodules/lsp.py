@@ -6,7 +6,10 @@ a 14 x 3 x 10000 matrix (10,000 Flickr images scaled so that the person is about
 ``images/im00001.jpg`` ... ``im10000.jpg``; "14 joint locations and visibility flags", LSPET
 README). Joint order: LSP-14 (``datamodules.skeletons.LSP``). A flag other than 0 or 1 is an error
 naming the file, the image and the joint. SynthPose writes the LSP-extended layout too
-(``datamodules.synthpose.generate_synthpose_lsp``), read by this loader.
+(``datamodules.synthpose.generate_synthpose_lsp``), read by this loader. Splits are made by
+``datamodules.datasets``: LSP's first half trains and its second half is ``val`` (Johnson &
+Everingham); LSP-extended has no official held-out part, so PoseBench's own choice keeps the last
+10% by image number for ``val`` (im09001-im10000) and trains on the rest.
 
 The third value means different things in the two files. The official Convolutional Pose
 Machines code (shihenw/convolutional-pose-machines-release, ``training/genJSON.m``, the

@@ -773,7 +773,7 @@ def _ground_truth_mat(entries: list[dict], headboxes: list[np.ndarray]) -> bytes
 
 def _prepare_root(out: Path) -> None:
     """Create ``out``; refuse a non-empty folder that is not SynthPose's, clear old SynthPose images."""
-    ours = {"images", "mpii", "coco", "synthpose.json"}
+    ours = {"images", "mpii", "coco", "lsp", "synthpose.json"}
     if out.exists():
         if not out.is_dir():
             raise DatasetError(f"SynthPose output {out} exists and is not a directory")
@@ -886,6 +886,38 @@ def _lsp_joints(person: ScenePerson | None) -> np.ndarray:
                           axis=1)
 
 
+def _earlier_lsp_files(out: Path) -> list[Path] | None:
+    """The files of an earlier LSP-extended form in ``out`` (``<split>/joints.mat``, ``<split>/images/im*.jpg``),
+    or None when ``out`` holds anything else."""
+    files: list[Path] = []
+    for split_dir in out.iterdir():
+        if split_dir.name not in SPLITS or not split_dir.is_dir():
+            return None
+        for entry in split_dir.iterdir():
+            if entry.name == "joints.mat" and entry.is_file():
+                files.append(entry)
+            elif entry.name == "images" and entry.is_dir():
+                images = list(entry.iterdir())
+                if any(not (p.is_file() and p.name.startswith("im") and p.suffix == ".jpg") for p in images):
+                    return None
+                files += images
+            else:
+                return None
+    return files
+
+
+def _clear_lsp_root(out: Path) -> None:
+    """Refuse an ``out`` that is not new, empty or an earlier LSP-extended form; delete that form's files."""
+    if not out.exists():
+        return
+    earlier = _earlier_lsp_files(out) if out.is_dir() else None
+    if earlier is None:
+        raise DatasetError(f"refusing to write SynthPose's LSP-extended form into {out}: it is not a new or empty "
+                           "directory")
+    for path in earlier:
+        path.unlink()
+
+
 def generate_synthpose_lsp(out: Path, num_train: int, num_val: int, seed: int, progress: bool = True) -> dict:
     """Write SynthPose in the LSP-extended layout: ``out/<split>/joints.mat`` (``joints`` 14 x 3 x N) and
     ``out/<split>/images/im00001.jpg`` ..., one root per split that ``datamodules.lsp.load_lsp(..., extended=True)``
@@ -896,20 +928,19 @@ def generate_synthpose_lsp(out: Path, num_train: int, num_val: int, seed: int, p
     (figures are drawn smallest first, so the last annotated one is also the largest). Its flag is LSP-extended's
     visibility flag: 1 for a joint inside the image and not covered by an occluder or another figure, 0 otherwise;
     coordinates are written for every joint (the loader ignores those with flag 0). An image without an annotated
-    figure gets all-zero values and is skipped by the loader. ``out`` must be new or empty.
+    figure gets all-zero values and is skipped by the loader. ``out`` must be new, empty or an earlier LSP-extended
+    form of SynthPose (its files are replaced). ``generate_synthpose`` roots keep this form under ``lsp/``.
     """
     for name, value in (("num_train", num_train), ("num_val", num_val), ("seed", seed)):
         if not isinstance(value, (int, np.integer)) or value < 0:
             raise DatasetError(f"SynthPose {name} must be a non-negative integer, got {value!r}")
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DatasetError(f"refusing to write SynthPose's LSP-extended form into {out}: it is not a new or empty "
-                           "directory")
+    _clear_lsp_root(out)
     counts: dict[str, dict[str, int]] = {}
     with tqdm(total=num_train + num_val, desc="SynthPose (LSP)", unit="img", disable=not progress) as bar:
         for split, total in (("train", num_train), ("val", num_val)):
             image_dir = out / split / "images"
-            image_dir.mkdir(parents=True)
+            image_dir.mkdir(parents=True, exist_ok=True)
             values = np.zeros((total, LSP.num_joints, 3))
             for index in range(total):
                 scene = render_scene(seed, split, index)

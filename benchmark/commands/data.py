@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The four sub-commands and their arguments."""
     sub = parser.add_subparsers(dest="data_command", required=True)
 
-    synth = sub.add_parser("synth", help="write the SynthPose data set (MPII and COCO formats)")
+    synth = sub.add_parser("synth", help="write the SynthPose data set (MPII, COCO and LSP-extended formats)")
     synth.add_argument("--out", type=Path, required=True, help="output directory")
     synth.add_argument("--train", type=int, default=2000, help="number of training images")
     synth.add_argument("--val", type=int, default=500, help="number of validation images")
@@ -47,9 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the sub-command; ``check`` exits 1 when the dataset has problems."""
     if args.data_command == "synth":
-        from datamodules.synthpose import generate_synthpose
+        from datamodules.synthpose import generate_synthpose, generate_synthpose_lsp
 
         generate_synthpose(args.out, num_train=args.train, num_val=args.val, seed=args.seed, progress=True)
+        generate_synthpose_lsp(args.out / "lsp", num_train=args.train, num_val=args.val, seed=args.seed, progress=True)
         return 0
     if args.data_command == "show":
         from benchmark.commands.data_show import show_sample

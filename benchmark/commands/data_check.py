@@ -221,15 +221,16 @@ def check_dataset(name: str, root: Path, splits: list[str] | None = None, *, pro
 
     A split whose annotation file is absent is a problem, and so is a split with 0 persons; when
     no split is present at all, that is reported as one problem saying how to get the dataset.
+    SynthPose's LSP-extended form (``lsp/``) is checked where it was written (older roots lack it).
     """
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
-    wanted = list(splits) if splits else (["train"] if name == "lsp_extended" else list(SPLITS))
+    wanted = list(splits) if splits else list(SPLITS)
     unknown = [s for s in wanted if s not in SPLITS]
     if unknown:
         raise DatasetError(f"unknown split(s) {', '.join(unknown)}; valid: {', '.join(SPLITS)}")
     root = Path(root)
-    formats = list(FORMATS) if name == "synthpose" else ["mpii"]
+    formats = [f for f in FORMATS if f != "lsp" or (root / "lsp").is_dir()] if name == "synthpose" else ["mpii"]
     checks: list[SplitCheck] = []
     problems: list[str] = []
     for split in wanted:

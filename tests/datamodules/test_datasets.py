@@ -7,8 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.io
 
-from datamodules.datasets import DATASETS, DatasetNotFoundError, build_dataset
+from datamodules.datasets import (
+    DATASETS,
+    DatasetNotFoundError,
+    build_dataset,
+    dataset_skeleton,
+    lsp_train_images,
+)
 from datamodules.records import DatasetError
 from datamodules.skeletons import COCO, LSP, MPII
 from tests.builders import (
@@ -162,8 +169,24 @@ def test_lsp_standard_split_and_extended(tmp_path: Path) -> None:
 
     write_lspet(tmp_path / "lspet")
     assert len(build_dataset("lsp_extended", tmp_path / "lspet", "train")) == 2
-    with pytest.raises(DatasetError, match="training data only"):
-        build_dataset("lsp_extended", tmp_path / "lspet", "val")
+    assert len(build_dataset("lsp_extended", tmp_path / "lspet", "val")) == 0  # 3 images: 10% of them is none
+
+
+def test_lsp_extended_split_keeps_the_last_tenth_by_image_number_for_val(tmp_path: Path) -> None:
+    # 20 images, all 14 joints annotated except image 19 (none: the loader skips it).
+    values = np.zeros((20, 14, 3))
+    for i in range(20):
+        values[i, :, :2] = np.stack([np.linspace(10, 60, 14) + i, np.linspace(20, 120, 14)], axis=1)
+        values[i, :, 2] = 0.0 if i == 18 else 1.0
+    tmp_path.mkdir(exist_ok=True)
+    scipy.io.savemat(str(tmp_path / "joints.mat"), {"joints": np.transpose(values, (1, 2, 0))})
+    train = build_dataset("lsp_extended", tmp_path, "train")
+    val = build_dataset("lsp_extended", tmp_path, "val")
+    assert [r.image_id for r in train.records] == list(range(1, 19))  # im00001-im00018
+    assert [r.image_id for r in val.records] == [20]  # im00019-im00020, of which im00019 has no joint
+    assert Path(val.records[0].image).name == "im00020.jpg"
+    assert val.protocol == "lsp" and val.skeleton is LSP
+    assert lsp_train_images(10_000, extended=True) == 9_000 and lsp_train_images(2_000, extended=False) == 1_000
 
 
 def test_synthpose_both_formats(tmp_path: Path, fixtures_dir: Path) -> None:
@@ -177,3 +200,19 @@ def test_synthpose_both_formats(tmp_path: Path, fixtures_dir: Path) -> None:
     det = build_dataset("synthpose", root, "val", format="coco", boxes="detections")
     assert det.annotation_files[1] == root / "coco" / "person_detection_results" / "synthpose_val_detections.json"
     assert len(det) == 118
+
+
+def test_synthpose_lsp_format_reads_each_split_whole_through_the_lsp_extended_loader(tmp_path: Path) -> None:
+    for split in ("train", "val"):
+        (tmp_path / "lsp" / split).mkdir(parents=True)
+        write_lspet(tmp_path / "lsp" / split)
+    for split in ("train", "val"):
+        dataset = build_dataset("synthpose", tmp_path, split, format="lsp")
+        assert dataset.skeleton is LSP and dataset.protocol == "lsp"
+        assert [r.image_id for r in dataset.records] == [1, 2]  # no 90/10 cut: each file is one split
+        assert dataset.annotation_files == (tmp_path / "lsp" / split / "joints.mat",)
+        assert dataset.image_dir == tmp_path / "lsp" / split / "images"
+        assert not dataset.records[1].visible[:4].any()  # LSP-extended flags: 0 = not annotated
+    assert dataset_skeleton("synthpose", "lsp") is LSP
+    with pytest.raises(DatasetNotFoundError, match=r"lsp/val/joints\.mat"):
+        build_dataset("synthpose", tmp_path / "empty", "val", format="lsp")

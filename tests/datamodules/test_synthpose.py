@@ -493,3 +493,70 @@ def test_lsp_form_refuses_a_non_empty_folder(tmp_path: Path) -> None:
     (tmp_path / "other.txt").write_text("x")
     with pytest.raises(DatasetError, match="not a new or empty directory"):
         generate_synthpose_lsp(tmp_path, num_train=1, num_val=0, seed=0, progress=False)
+
+
+def test_lsp_form_replaces_an_earlier_one(tmp_path: Path) -> None:
+    root = tmp_path / "lsp"
+    generate_synthpose_lsp(root, num_train=3, num_val=2, seed=SEED, progress=False)
+    generate_synthpose_lsp(root, num_train=2, num_val=1, seed=SEED, progress=False)
+    fresh = tmp_path / "fresh"
+    generate_synthpose_lsp(fresh, num_train=2, num_val=1, seed=SEED, progress=False)
+    assert _files(root) == _files(fresh)  # no stale im00003.jpg, same bytes as a new folder
+
+
+def test_build_dataset_reads_the_lsp_format(synth_lsp: Path) -> None:
+    for split, count in (("train", 6), ("val", 2)):
+        dataset = build_dataset("synthpose", synth_lsp.parent, split, format="lsp")
+        assert dataset.protocol == "lsp" and dataset.skeleton is LSP
+        reference = load_lsp(synth_lsp / split / "joints.mat", synth_lsp / split / "images", extended=True)
+        assert [r.image_id for r in dataset.records] == [r.image_id for r in reference]
+        assert all(r.image_id <= count and Path(r.image).is_file() for r in dataset.records)
+
+
+def test_data_synth_command_writes_the_lsp_form_beside_unchanged_mpii_and_coco(tmp_path: Path) -> None:
+    from benchmark.cli import main
+
+    out = tmp_path / "cli"
+    assert main(["data", "synth", "--out", str(out), "--train", "3", "--val", "2", "--seed", str(SEED)]) == 0
+    alone, lsp_alone = tmp_path / "alone", tmp_path / "lsp_alone"
+    generate_synthpose(alone, num_train=3, num_val=2, seed=SEED, progress=False)
+    generate_synthpose_lsp(lsp_alone, num_train=3, num_val=2, seed=SEED, progress=False)
+    written = _files(out)
+    assert {k: v for k, v in written.items() if not k.startswith("lsp/")} == _files(alone)
+    assert {k[len("lsp/"):]: v for k, v in written.items() if k.startswith("lsp/")} == _files(lsp_alone)
+    # Running it again over its own output replaces both forms.
+    assert main(["data", "synth", "--out", str(out), "--train", "3", "--val", "2", "--seed", str(SEED)]) == 0
+    assert _files(out) == written
+
+
+def test_prepare_data_generates_only_the_lsp_form_for_format_lsp(tmp_path: Path) -> None:
+    from datamodules.datamodule import PoseDataModule
+
+    module = PoseDataModule(name="synthpose", root=tmp_path / "synth", format="lsp", input_size=(64, 64),
+                            batch_size=2, synth_train=2, synth_val=1, synth_seed=SEED)
+    module.prepare_data()
+    expected = tmp_path / "expected"
+    generate_synthpose_lsp(expected, num_train=2, num_val=1, seed=SEED, progress=False)
+    assert sorted(p.name for p in (tmp_path / "synth").iterdir()) == ["lsp"]
+    assert _files(tmp_path / "synth" / "lsp") == _files(expected)
+
+
+@pytest.mark.slow
+def test_visreg_lspet_recipe_trains_and_scores_a_generated_lsp_extended_root(tmp_path: Path, capsys) -> None:
+    from benchmark.cli import main
+    from benchmark.run_record import read_record
+
+    # 20 images in one LSP-extended root: im00001-im00018 train, im00019-im00020 val.
+    generate_synthpose_lsp(tmp_path / "lspet", num_train=20, num_val=0, seed=SEED, progress=False)
+    code = main(["train", "recipe=visreg_baseline1_lspet", f"data.root={tmp_path / 'lspet' / 'train'}",
+                 "model.input_size=[64,64]", "data.batch_size=4", "trainer.max_epochs=1",
+                 "trainer.accelerator=cpu", "trainer.devices=1", "trainer.enable_progress_bar=false",
+                 "trainer.log_every_n_steps=1", f"output_dir={tmp_path / 'runs'}",
+                 f"results_dir={tmp_path / 'results'}", "seed=3"])
+    assert code == 0, capsys.readouterr()
+    (path,) = (tmp_path / "results").glob("*.json")
+    record = read_record(path)
+    assert record["recipe"] == "visreg_baseline1_lspet" and record["dataset"]["name"] == "lsp_extended"
+    test = record["metrics"]["test"]
+    assert 0.0 <= test["PCK-img/Mean"] <= 100.0 and 0.0 <= test["Visibility/accuracy"] <= 100.0
+    assert record["dataset"]["sizes"]["train"] == 18 and record["dataset"]["sizes"]["val"] == 2
