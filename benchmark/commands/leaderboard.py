@@ -78,6 +78,7 @@ from benchmark.config import lookup
 from benchmark.errors import PoseBenchError
 from benchmark.files import atomic_write_bytes
 from benchmark.protocols import PROTOCOLS, Protocol, get_protocol, leaderboard_protocols
+from benchmark.protocols.lsp import VISIBILITY_ACCURACY
 from benchmark.reference import REFERENCE_SPLITS, compare
 from datamodules.datasets import FORMATS as SYNTHPOSE_FORMATS
 from models.codecs import DECODE_METHODS
@@ -524,6 +525,21 @@ def _per_joint_table(rows: list[Row]) -> list[str]:
             *_table(["method", "variant", *labels], lines)]
 
 
+def _presence_table(rows: list[Row]) -> list[str]:
+    """Joint-presence accuracy of the rows whose method predicts it (a visibility head), where the protocol's
+    own columns do not show it already (its value is in percent under every protocol)."""
+    protocol = rows[0].protocol
+    if any(key == VISIBILITY_ACCURACY for _, key in protocol.primary):
+        return []
+    lines = [[row.first["method"], row.first["variant"], fmt_stat(row.values(VISIBILITY_ACCURACY), 1.0),
+              str(len(row.values(VISIBILITY_ACCURACY)))]
+             for row in rows if row.values(VISIBILITY_ACCURACY)]
+    if not lines:
+        return []
+    return ["Joint presence (methods with a visibility head; present = score > 0.5 against the annotation, "
+            "all joints, in percent):", "", *_table(["method", "variant", "visibility accuracy", "n"], lines)]
+
+
 def _protocol_means(row: Row, metric: str) -> dict[tuple[str, bool], tuple[float | None, int]]:
     cells: dict[tuple[str, bool], list[float]] = {}
     for e in row.entries:
@@ -588,7 +604,7 @@ def _dataset_section(title: str, rows: list[Row], footnotes: list[str], level: s
         floor = floors[0] if floors and floors[0] else None
     return [f"{level} {title}", "", *_main_table(rows, footnotes, floor),
             *([] if payload is None else _reference_table(rows, payload)), *_per_joint_table(rows),
-            *_ablation_table(rows)]
+            *_presence_table(rows), *_ablation_table(rows)]
 
 
 def _cost_table(tables: list[tuple[str, list[Row]]]) -> list[str]:

@@ -276,3 +276,22 @@ def test_a_row_within_the_spread_of_the_row_above_is_marked(tmp_path: Path, seco
     assert "~ in \"vs above\": the row's mean PCKh@0.5 is within the spread of the row above" in markdown
     # The COCO table has one row: no column, no note.
     assert "vs above" not in markdown.split("\n## COCO\n")[1].split("\n## ")[0]
+
+
+def test_joint_presence_accuracy_gets_its_own_table_for_the_rows_that_have_it(tmp_path: Path) -> None:
+    """Two seeds of a method that predicts joint presence (Visibility/accuracy 80 and 90, in percent under every
+    protocol): a table under MPII with 85.00 ± 7.07 (sample std of 80 and 90), n 2; no such table where no row has the
+    metric (COCO), and no percent scaling applied twice."""
+    records = tmp_path / "runs"
+    shutil.copytree(RECORDS, records)
+    for seed, accuracy in ((0, 80.0), (1, 90.0)):
+        record = json.loads((records / "simplebaseline-res50_mpii_s0.json").read_text())
+        record["seed"], record["config"]["seed"], record["run_id"] = seed, seed, f"simplebaseline-res50_mpii_s{seed}"
+        record["metrics"]["val"]["Visibility/accuracy"] = accuracy
+        (records / f"simplebaseline-res50_mpii_s{seed}.json").write_text(json.dumps(record))
+    markdown = generate_leaderboard(records, tmp_path / "out").read_text()
+    mpii = markdown.split("\n## MPII\n")[1].split("\n## ")[0]
+    presence = mpii.split("Joint presence")[1].split("\n\n", 2)[1]
+    assert _row(presence, "simplebaseline-res50")[2:] == ["85.00 ± 7.07", "2"]
+    assert "hourglass-8" not in presence
+    assert "Joint presence" not in markdown.split("\n## COCO\n")[1].split("\n## ")[0]
