@@ -35,11 +35,10 @@ demo's budget of 15 minutes on 2 cores. Where a run's time goes (cpm, measured a
 (imports, config), the training epochs ~90%, the test pass ~9 s (two forward passes, every decoder with and without
 flip), gallery and record ~1 s; the validation pass the presets used to run after the last epoch scored the same
 split again (SynthPose's val split is its test split), so the presets skip it (``trainer.limit_val_batches: 0``).
-Measured one run at a time on a 2-core machine that other jobs shared, the presets take 80-170 s a run (hrnet ~105,
-simplebaseline ~100, tompson ~170, cpm ~140, deeppose ~140, hourglass ~150, ief ~90): 14 runs two at a time are
-about 15 minutes there (old presets on the same machine ran ~1.3x slower than in the committed demo, so about
-11 minutes on an idle one), plus ~3 minutes for grmi and visreg; a second seed doubles it. Fewer epochs cost too
-much accuracy to pay for it (hrnet 8 epochs: AP 3.2 instead of 9.9; tompson 6: 1.0 instead of 2.7).
+Measured in a fresh clone on the idle 2-core machine (make demo, two runs at a time), a run takes 36-162 s
+(visreg ~37, grmi ~78, ief ~84, simplebaseline ~96, hrnet ~103, cpm ~128, hourglass ~142, deeppose ~144,
+tompson ~153) and the 18 runs of one seed 16.9 minutes, already over the budget; a second seed doubles it. Fewer
+epochs cost too much accuracy to pay for it (hrnet 8 epochs: AP 3.2 instead of 9.9; tompson 6: 1.0 instead of 2.7).
 """
 
 from __future__ import annotations
@@ -362,12 +361,12 @@ MINIMUMS: dict[str, Minimum] = {
     "visreg": Minimum(1.2, 0.0),
 }
 """The demo's thresholds; ``demo --check`` enforces them on the fresh records. The target for every method is 1.5x the
-floor and AP 1.0; each row sits below what its preset measured on SynthPose (seed 0: PCKh@0.5 / AP: cpm 22.9 / 0.46,
-deeppose 16.8 / 0.00, grmi 29.2 / 1.0, hourglass 32.9 / 0.86, hrnet 39.3 / 9.9, ief 18.6 / 0.02, simplebaseline
-39.3 / 5.6, tompson 33.6 / 2.7, visreg 16.6 / 0.17; the floor 12.35) with room for another seed or CPU, so that a
-method that stops learning fails. DeepPose, IEF and visreg miss the target in this budget (1.36x, 1.5x and 1.35x the
-floor; AP 0.00, 0.02 and 0.17, so none has an AP bar): their rows only catch a preset that stops learning, and the AP
-rows of cpm and hourglass are below 1.0 for the same reason."""
+floor and AP 1.0; each row sits below what its preset scored in the committed demo (seed 0, PCKh@0.5 / AP: cpm
+22.95 / 0.46, deeppose 16.75 / 0.00, grmi 29.19 / 1.00, hourglass 32.88 / 0.86, hrnet 41.58 / 6.72, ief 17.58 / 0.01,
+simplebaseline 40.13 / 6.73, tompson 33.45 / 1.52, visreg 16.62 / 0.17; the floor 12.35) with room for another seed
+or CPU, so that a method that stops learning fails. DeepPose, IEF and visreg miss the target in this budget (1.36x,
+1.42x and 1.35x the floor, AP near 0, so none has an AP bar): their rows only catch a preset that stops learning, and
+the AP rows of cpm, grmi and hourglass are below 1.0 for the same reason."""
 DEFAULT_MINIMUM = Minimum(1.5, 1.0)
 """The bar of a registered method without a row in ``MINIMUMS`` (a new method, until its preset is measured)."""
 
