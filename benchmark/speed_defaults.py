@@ -39,18 +39,19 @@ class Measurement:
         return self.ratio <= FASTER
 
 
-_CPU = "demo preset's variant, input and batch, 1 thread, best of 7 alternating (profile layouts)"
+_CPU = ("demo preset's variant, input and batch, 1 thread, alternating (profile layouts); the slower of two runs on "
+        "2026-12-06, best of 7 with other jobs on the machine and best of 5 on the idle machine")
 MEASURED: dict[tuple[str, str, str], Measurement] = {
-    ("cpm", "cpu", "channels_last"): Measurement(0.70, "2026-12-06", _CPU),
-    ("deeppose", "cpu", "channels_last"): Measurement(0.89, "2026-12-06", _CPU),
-    ("hourglass", "cpu", "channels_last"): Measurement(0.66, "2026-12-06", _CPU),
-    ("grmi", "cpu", "channels_last"): Measurement(1.10, "2026-12-06", f"{_CPU}; the slower of two runs (1.01)"),
-    ("hrnet", "cpu", "channels_last"): Measurement(0.75, "2026-12-06", _CPU),
-    ("ief", "cpu", "channels_last"): Measurement(0.79, "2026-12-06", _CPU),
+    ("cpm", "cpu", "channels_last"): Measurement(0.70, "2026-12-06", f"{_CPU} (0.70, 0.69)"),
+    ("deeppose", "cpu", "channels_last"): Measurement(0.89, "2026-12-06", f"{_CPU} (0.89, 0.88)"),
+    ("hourglass", "cpu", "channels_last"): Measurement(0.84, "2026-12-06", f"{_CPU} (0.66, 0.84)"),
+    ("grmi", "cpu", "channels_last"): Measurement(1.10, "2026-12-06", f"{_CPU} (1.10, 1.09; another run 1.01)"),
+    ("hrnet", "cpu", "channels_last"): Measurement(0.79, "2026-12-06", f"{_CPU} (0.75, 0.79)"),
+    ("ief", "cpu", "channels_last"): Measurement(0.87, "2026-12-06", f"{_CPU} (0.79, 0.87)"),
     ("simplebaseline", "cpu", "channels_last"):
-        Measurement(0.78, "2026-12-06", f"{_CPU}; simplebaseline-res50 256x192 batch 4: 0.83"),
-    ("tompson", "cpu", "channels_last"): Measurement(0.87, "2026-12-06", _CPU),
-    ("visreg", "cpu", "channels_last"): Measurement(0.89, "2026-12-06", f"{_CPU}; the slower of two runs (0.72)"),
+        Measurement(0.78, "2026-12-06", f"{_CPU} (0.78, 0.73); simplebaseline-res50 256x192 batch 4: 0.83, 0.93"),
+    ("tompson", "cpu", "channels_last"): Measurement(1.00, "2026-12-06", f"{_CPU} (0.87, 1.00)"),
+    ("visreg", "cpu", "channels_last"): Measurement(0.89, "2026-12-06", f"{_CPU} (0.89, 0.81; another run 0.72)"),
 }
 """``(method, accelerator, option) -> Measurement``; a missing row is unmeasured (off). No CUDA row yet: paste the
 rows ``python -m benchmark gpu-check`` prints."""
