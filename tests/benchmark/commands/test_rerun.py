@@ -56,6 +56,22 @@ def test_a_key_the_record_predates_takes_the_project_default_not_lightnings(reco
     assert config_hash(cfg) == record["config_hash"]
 
 
+def test_keys_whose_absence_meant_another_behaviour_take_that_behaviour_not_todays_default(recorded) -> None:
+    """Records written before ``data.reduced_decode`` existed decoded every JPEG at full size, and records before
+    ``trainer.channels_last``/``precision: auto`` trained contiguous in fp32: a rerun must do the same, whatever
+    defaults.yaml now says (true / auto)."""
+    _, _, record = recorded
+    assert record["config"]["data"]["reduced_decode"] is True
+    old = json.loads(json.dumps(record))
+    del old["config"]["data"]["reduced_decode"]
+    del old["config"]["trainer"]["channels_last"]
+    del old["config"]["trainer"]["precision"]
+    cfg = config_from_record(old)
+    assert cfg.data.reduced_decode is False and cfg.trainer.channels_last is False
+    assert cfg.trainer.precision == "32-true"
+    assert config_from_record(record).data.reduced_decode is True  # a record that has the key keeps its value
+
+
 @pytest.mark.slow
 def test_rerun_reproduces_the_recorded_metrics_and_weights(recorded) -> None:
     _, result, record = recorded
