@@ -151,13 +151,11 @@ def recipe_setting(name: str) -> dict[str, Any]:
 def recipe_gmacs(setting: dict[str, Any]) -> float:
     """Forward GMACs of the recipe's model at its input size, counted on the meta device."""
     from benchmark.flops import model_cost
-    from models import METHODS, VARIANTS, build
-    from models.registry import accepted_kwargs
+    from models import build_random
 
-    accepted = accepted_kwargs(METHODS[VARIANTS[setting["variant"]].method])
-    kwargs = {**setting["kwargs"], **({"pretrained": False} if "pretrained" in accepted else {})}
     size = tuple(setting["input_size"])
-    return model_cost(lambda: build(setting["variant"], **{**kwargs, "input_size": list(size)}), size)[1]
+    return model_cost(lambda: build_random(setting["variant"], **{**setting["kwargs"], "input_size": list(size)}),
+                      size)[1]
 
 
 def recipe_estimate(setting: dict[str, Any], gmacs: float, mfu: dict[str, tuple[float, str]],

@@ -141,3 +141,11 @@ def build(name: str, **overrides: Any) -> PoseEstimator:
     _check_kwargs(cls, overrides, f"build({name!r})")
     kwargs.update(overrides)
     return cls(**kwargs)
+
+
+def build_random(name: str, **overrides: Any) -> PoseEstimator:
+    """``build(name, **overrides)`` with random weights: ``pretrained=False`` where the method takes it (over any
+    override), so nothing is downloaded (for counting, timing and tests; those numbers do not depend on the weights)."""
+    cls = METHODS[VARIANTS[name].method] if name in VARIANTS else METHODS.get(name)
+    no_download = {"pretrained": False} if cls is not None and "pretrained" in accepted_kwargs(cls) else {}
+    return build(name, **{**overrides, **no_download})

@@ -17,13 +17,12 @@ from __future__ import annotations
 import logging
 import math
 import os
-import time
-from collections.abc import Callable
 
 import cv2
 import numpy as np
 import torch
 
+from benchmark.commands.profile_layouts import best_times
 from benchmark.errors import PoseBenchError
 from models.codecs import HeatmapCodec, decode_heatmaps
 
@@ -121,22 +120,6 @@ def _loop_dark(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return coords, scores
 
 
-def _best_times(first: Callable[[], object], second: Callable[[], object], repeats: int) -> tuple[float, float]:
-    """Best wall times in seconds of two functions over ``repeats`` interleaved calls, after a warm-up.
-
-    Interleaving makes both see the same background load when the machine is shared.
-    """
-    first()
-    second()
-    best = [float("inf"), float("inf")]
-    for _ in range(repeats):
-        for slot, function in enumerate((first, second)):
-            start = time.perf_counter()
-            function()
-            best[slot] = min(best[slot], time.perf_counter() - start)
-    return best[0], best[1]
-
-
 def _max_difference(vectorised: tuple, loop: tuple) -> float:
     return max(float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in zip(vectorised, loop, strict=True))
 
@@ -181,7 +164,8 @@ def profile_codecs(batch: int = 64, joints: int = 17, height: int = 64, width: i
     for name in ROWS:
         vectorised, loop = jobs[name]
         difference = _max_difference(vectorised(), loop())
-        vectorised_s, loop_s = _best_times(vectorised, loop, repeats)
+        times = best_times({"vectorised": vectorised, "loop": loop}, repeats)
+        vectorised_s, loop_s = times["vectorised"], times["loop"]
         vectorised_ms, loop_ms = vectorised_s / batch * 1e3, loop_s / batch * 1e3
         rows[name] = {"vectorised_ms": vectorised_ms, "loop_ms": loop_ms, "speedup": loop_ms / vectorised_ms,
                       "max_difference": difference}

@@ -34,14 +34,13 @@ PAPER_BATCH = 4
 
 
 def build_random(name: str, **overrides: Any) -> PoseEstimator:
-    """Variant ``name`` with random weights (no download), ``overrides`` passed to ``models.build``."""
-    from models import METHODS, VARIANTS, build
-    from models.registry import accepted_kwargs
+    """Variant ``name`` with random weights (``models.build_random``); an unknown name is a user error naming it."""
+    from models import VARIANTS
+    from models import build_random as build_untrained
 
     if name not in VARIANTS:
         raise PoseBenchError(f"unknown variant {name!r}; registered: {', '.join(sorted(VARIANTS))}")
-    accepted = accepted_kwargs(METHODS[VARIANTS[name].method])
-    return build(name, **overrides, **({"pretrained": False} if "pretrained" in accepted else {}))
+    return build_untrained(name, **overrides)
 
 
 def synthetic_batch(model: PoseEstimator, batch_size: int, device: torch.device | str = "cpu",

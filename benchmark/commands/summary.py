@@ -32,21 +32,12 @@ def _check_variants(names: list[str]) -> None:
         raise PoseBenchError(f"unknown variant(s) {', '.join(unknown)}; registered: {', '.join(sorted(VARIANTS))}")
 
 
-def _build_for_summary(name: str) -> torch.nn.Module:
-    """Variant ``name`` with random weights (no download)."""
-    from models import METHODS, VARIANTS, build
-    from models.registry import accepted_kwargs
-
-    accepted = accepted_kwargs(METHODS[VARIANTS[name].method])
-    return build(name, **({"pretrained": False} if "pretrained" in accepted else {}))
-
-
 def summarize_variant(name: str) -> dict[str, Any]:
     """``{name, method, params, gflops, paper_gflops, paper_params, input_size [H, W], tiny, modernized}``."""
-    from models import VARIANTS
+    from models import VARIANTS, build_random
 
     variant = VARIANTS[name]
-    params, gflops = model_cost(lambda: _build_for_summary(name), variant.input_size)
+    params, gflops = model_cost(lambda: build_random(name), variant.input_size)
     return {
         "name": name,
         "method": variant.method,
@@ -105,12 +96,12 @@ def profile_model(name: str, batch_size: int = 8, steps: int = 5, warmup: int = 
     Runs on CUDA when present (else CPU) with random weights and inputs; peak memory is the CUDA
     allocator's peak (None on CPU). Times are wall-clock means over ``steps`` after ``warmup``.
     """
-    from models import VARIANTS
+    from models import VARIANTS, build_random
 
     _check_variants([name])
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     variant = VARIANTS[name]
-    model = _build_for_summary(name).to(dev)
+    model = build_random(name).to(dev)
     image = torch.randn(batch_size, 3, *variant.input_size, device=dev)
 
     def sync() -> None:

@@ -118,3 +118,11 @@ def test_accepted_kwargs_follow_kwargs_into_the_bases() -> None:
     assert {"backbone", "pretrained", "deconv_channels", "sigma", "unbiased_encoding", "num_joints", "lr",
             "optimizer", "schedule", "flip_test", "decoder"} <= names
     assert "kwargs" not in names and "self" not in names
+
+
+def test_build_random_never_downloads_even_when_asked() -> None:
+    """``pretrained=False`` wins over the preset and over an override (the weights would need a download); other
+    overrides pass through, and a method without a ``pretrained`` argument builds as ``build`` does."""
+    model = registry.build_random("simplebaseline-res50", pretrained=True, input_size=[64, 64])
+    assert model.hparams["pretrained"] is False and list(model.hparams["input_size"]) == [64, 64]
+    assert "pretrained" not in registry.build_random("hourglass-tiny").hparams

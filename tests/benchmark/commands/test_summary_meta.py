@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmark.commands.summary import _build_for_summary
 from benchmark.flops import count_gflops, count_parameters, model_cost
-from models import VARIANTS
+from models import VARIANTS, build_random
 
 # Every method once (the tiny variants) and two paper-size networks with a different head each.
 VARIANTS_CHECKED = sorted(name for name in VARIANTS if name.endswith("-tiny")) + ["deeppose-res50",
@@ -17,8 +16,8 @@ VARIANTS_CHECKED = sorted(name for name in VARIANTS if name.endswith("-tiny")) +
 @pytest.mark.parametrize("name", VARIANTS_CHECKED)
 def test_meta_count_equals_the_real_model(name: str) -> None:
     size = VARIANTS[name].input_size
-    real = _build_for_summary(name)
-    assert model_cost(lambda: _build_for_summary(name), size) == (count_parameters(real), count_gflops(real, size))
+    real = build_random(name)
+    assert model_cost(lambda: build_random(name), size) == (count_parameters(real), count_gflops(real, size))
 
 
 class _NeedsValues(torch.nn.Module):
