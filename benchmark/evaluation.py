@@ -36,7 +36,7 @@ import torch
 from benchmark import metrics
 from benchmark.errors import user_errors
 from benchmark.protocols import EvaluationError, get_protocol
-from benchmark.protocols.lsp import VISIBILITY_ACCURACY
+from benchmark.protocols.base import VISIBILITY_ACCURACY
 from datamodules.datasets import PoseDataset
 
 if TYPE_CHECKING:

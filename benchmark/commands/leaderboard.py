@@ -78,7 +78,7 @@ from benchmark.config import lookup
 from benchmark.errors import PoseBenchError
 from benchmark.files import atomic_write_bytes
 from benchmark.protocols import PROTOCOLS, Protocol, get_protocol, leaderboard_protocols
-from benchmark.protocols.lsp import VISIBILITY_ACCURACY
+from benchmark.protocols.base import VISIBILITY_ACCURACY
 from benchmark.reference import REFERENCE_SPLITS, compare
 from datamodules.datasets import FORMATS as SYNTHPOSE_FORMATS
 from models.codecs import DECODE_METHODS

@@ -31,6 +31,10 @@ class EvaluationError(PoseBenchError):
     protocol needs (head boxes, the COCO annotation file); the message names the dataset and what is wrong."""
 
 
+VISIBILITY_ACCURACY = "Visibility/accuracy"
+"""The metric of joint-presence predictions (``benchmark.metrics.visibility_accuracy``, percent), under any protocol."""
+
+
 class Column(NamedTuple):
     """A leaderboard column: its header and the metric it shows (a key of the evaluation's metrics)."""
 

@@ -24,7 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from benchmark import metrics
 from benchmark.files import atomic_write
-from benchmark.protocols.base import Column, EvaluationError, Protocol, register_protocol
+from benchmark.protocols.base import VISIBILITY_ACCURACY, Column, EvaluationError, Protocol, register_protocol
 from datamodules.skeletons import LSP
 
 if TYPE_CHECKING:
@@ -34,8 +34,6 @@ PCK_THRESHOLD = 0.2
 IMAGE_HEIGHT_FRACTION = 1 / 12
 PCK_IMAGE = "PCK-img"
 """Metric prefix of PCK at ``IMAGE_HEIGHT_FRACTION`` of the image height: ``PCK-img/<joint>``, ``PCK-img/Mean``."""
-VISIBILITY_ACCURACY = "Visibility/accuracy"
-"""The visibility classification accuracy's metric name (also logged under other protocols, benchmark/evaluation.py)."""
 
 
 class LspPredictions(NamedTuple):
