@@ -9,7 +9,7 @@ import torch
 
 from benchmark.cli import main
 from benchmark.commands.rerun import RerunError, config_from_record, rerun
-from benchmark.config import ConfigError, config_hash, load_config, to_dict
+from benchmark.config import ConfigError, load_config, to_dict
 from benchmark.run_record import read_record
 from benchmark.train import train
 from datamodules.synthpose import generate_synthpose
@@ -31,10 +31,17 @@ def recorded(tmp_path_factory):
     return base, result, read_record(result.record_path)
 
 
+def _as_resolved(record: dict) -> dict:
+    """The record's config with ``auto`` speed settings replaced by the values its ``speed`` field says were used."""
+    config = json.loads(json.dumps(record["config"]))
+    config["trainer"].update({key: record["speed"][key]["value"] for key in ("channels_last", "precision")})
+    return config
+
+
 def test_config_from_record_is_the_recorded_config_with_placement_reset(recorded) -> None:
     _, _, record = recorded
     cfg = config_from_record(record)
-    assert config_hash(cfg) == record["config_hash"]  # nothing to reset in this run
+    assert to_dict(cfg) == _as_resolved(record)  # nothing to reset in this run; auto pinned to what it resolved to
     cfg = config_from_record(record, ["trainer.max_epochs=3", "run_name=x"])
     assert cfg.trainer.max_epochs == 3 and cfg.run_name == "x" and cfg.seed == 5
     broken = json.loads(json.dumps(record))
@@ -53,7 +60,7 @@ def test_a_key_the_record_predates_takes_the_project_default_not_lightnings(reco
     cfg = config_from_record(old)
     # defaults.yaml's 0, what the runner passed before the key existed (Lightning's own default is 2 batches).
     assert cfg.trainer.num_sanity_val_steps == 0 and cfg.trainer.max_steps == -1
-    assert config_hash(cfg) == record["config_hash"]
+    assert to_dict(cfg) == _as_resolved(record)
 
 
 def test_keys_whose_absence_meant_another_behaviour_take_that_behaviour_not_todays_default(recorded) -> None:
@@ -72,6 +79,28 @@ def test_keys_whose_absence_meant_another_behaviour_take_that_behaviour_not_toda
     assert config_from_record(record).data.reduced_decode is True  # a record that has the key keeps its value
 
 
+def test_auto_speed_settings_rerun_as_the_record_resolved_them_not_as_todays_table(recorded, monkeypatch) -> None:
+    """``trainer.channels_last``/``precision: auto`` resolve from ``speed_defaults.MEASURED``, which changes as rows
+    are measured: a rerun takes the values the record says were used (its ``speed`` field), not today's."""
+    from benchmark import speed_defaults
+
+    _, _, record = recorded
+    assert record["config"]["trainer"]["precision"] == "auto" and record["speed"]["precision"]["value"] == "32-true"
+    assert record["speed"]["channels_last"]["value"] is True  # hourglass's CPU row: on
+    monkeypatch.setitem(speed_defaults.MEASURED, ("hourglass", "cpu", "bf16"),
+                        speed_defaults.Measurement(0.5, "2026-12-06", "a later measurement"))
+    monkeypatch.setitem(speed_defaults.MEASURED, ("hourglass", "cpu", "channels_last"),
+                        speed_defaults.Measurement(1.2, "2026-12-06", "a later measurement"))
+    cfg = config_from_record(record)
+    assert cfg.trainer.precision == "32-true" and cfg.trainer.channels_last is True
+    changed = json.loads(json.dumps(record))
+    changed["speed"]["precision"]["value"] = "bf16-mixed"
+    assert config_from_record(changed).trainer.precision == "bf16-mixed"
+    explicit = json.loads(json.dumps(record))
+    explicit["config"]["trainer"]["precision"] = "16-mixed"  # a value the config set is kept as it is
+    assert config_from_record(explicit).trainer.precision == "16-mixed"
+
+
 @pytest.mark.slow
 def test_rerun_reproduces_the_recorded_metrics_and_weights(recorded) -> None:
     _, result, record = recorded
@@ -81,7 +110,8 @@ def test_rerun_reproduces_the_recorded_metrics_and_weights(recorded) -> None:
     first, second = result.run.model.state_dict(), again.run.model.state_dict()
     assert all(torch.equal(first[k], second[k]) for k in first)
     new = read_record(again.record_path)
-    assert new["config_hash"] == record["config_hash"]
+    assert new["config"] == _as_resolved(record)  # the same config, its auto speed settings stated as they ran
+    assert new["speed"]["precision"]["value"] == record["speed"]["precision"]["value"]
     assert new["dataset"]["fingerprint"] == record["dataset"]["fingerprint"]
 
 
