@@ -57,8 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("settings", nargs="*", metavar="key=value",
                        help="method=VARIANT (required), batch_size=8, steps=5, device=cpu|cuda")
 
-    layouts = sub.add_parser("layouts", help="CPU train step of every method, channels_last vs contiguous "
-                             "(the measurements behind benchmark/speed_defaults.py)")
+    layouts = sub.add_parser("layouts", help="CPU train step of every method, channels_last vs contiguous and "
+                             "bf16-mixed vs fp32 (the measurements behind benchmark/speed_defaults.py)")
     layouts.add_argument("--paper", nargs="*", default=["simplebaseline-res50"], metavar="VARIANT",
                          help="paper variants to measure too, at batch 4 (bare --paper: none)")
     layouts.add_argument("--method", action="append", default=[], help="only this method's demo variant (repeatable)")

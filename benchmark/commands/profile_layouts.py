@@ -1,10 +1,11 @@
-"""Train-step time of every method in channels-last vs contiguous memory format, same run, alternating.
+"""Train-step time of every method in channels-last vs contiguous memory format, and bf16-mixed vs fp32, same run.
 
 ``python -m benchmark profile layouts`` builds each registered method's demo variant at its demo
 preset's input size and batch (``recipe/demo_<method>.yaml``), plus the paper variants asked for with
 ``--paper``, and times one training step (the method's own ``training_step`` on a synthetic batch,
-backward, SGD step) in both layouts, alternating the two so that load on a shared machine hits both
-alike, best of ``--repeats`` after one warm-up each. The ratio ``channels_last / contiguous`` is what
+backward, SGD step) in both layouts, and in bf16-mixed (``torch.autocast`` on the CPU) in the layout the CPU's
+channels-last default picks, alternating the three so that load on a shared machine hits them alike, best of
+``--repeats`` after one warm-up each. The ratios ``channels_last / contiguous`` and ``bf16 / fp32`` are what
 ``benchmark/speed_defaults.py`` records for the CPU; ``python -m benchmark gpu-check`` reuses the batch
 and the step for its GPU measurements.
 """
@@ -104,20 +105,35 @@ def best_times(steps: dict[str, Callable[[], Any]], repeats: int, sync: Callable
     return best
 
 
+def cpu_bf16() -> AbstractContextManager[Any]:
+    """bf16-mixed on the CPU, as Lightning's ``precision="bf16-mixed"`` runs it."""
+    return torch.autocast("cpu", dtype=torch.bfloat16)
+
+
 def measure_layouts(name: str, input_size: tuple[int, int], batch_size: int, repeats: int) -> dict[str, Any]:
-    """``{variant, input_size, batch_size, contiguous_s, channels_last_s, ratio}`` of one variant on the CPU: the
-    two layouts are two copies of the same weights, so both run the same arithmetic."""
+    """``{variant, input_size, batch_size, contiguous_s, channels_last_s, ratio, bf16_layout, bf16_s, bf16_ratio}``
+    of one variant on the CPU. The copies share their weights, so all run the same arithmetic; bf16-mixed is
+    timed in the layout the CPU's channels-last default picks (``bf16_layout``), against fp32 in that layout, as a
+    run with both defaults trains."""
+    from benchmark.speed_defaults import decide
+    from models import VARIANTS
+
     torch.manual_seed(0)
     contiguous = build_random(name, input_size=list(input_size)).train()
-    channels_last = build_random(name, input_size=list(input_size)).train()
-    channels_last.load_state_dict(contiguous.state_dict())
-    channels_last = channels_last.to(memory_format=torch.channels_last)
+    copies = {}
+    for copy in ("channels_last", "bf16"):
+        copies[copy] = build_random(name, input_size=list(input_size)).train()
+        copies[copy].load_state_dict(contiguous.state_dict())
+    channels_last = copies["channels_last"].to(memory_format=torch.channels_last)
+    bf16_layout = "channels_last" if decide(VARIANTS[name].method, "cpu", "channels_last")[0] else "contiguous"
+    bf16 = copies["bf16"].to(memory_format=torch.channels_last) if bf16_layout == "channels_last" else copies["bf16"]
     batch = synthetic_batch(contiguous, batch_size)
-    times = best_times({"contiguous": train_step(contiguous, batch), "channels_last": train_step(channels_last, batch)},
-                       repeats)
+    times = best_times({"contiguous": train_step(contiguous, batch), "channels_last": train_step(channels_last, batch),
+                        "bf16": train_step(bf16, batch, cpu_bf16)}, repeats)
     return {"variant": name, "input_size": list(input_size), "batch_size": batch_size,
             "contiguous_s": times["contiguous"], "channels_last_s": times["channels_last"],
-            "ratio": times["channels_last"] / times["contiguous"]}
+            "ratio": times["channels_last"] / times["contiguous"], "bf16_layout": bf16_layout,
+            "bf16_s": times["bf16"], "bf16_ratio": times["bf16"] / times[bf16_layout]}
 
 
 def demo_settings() -> list[tuple[str, str, tuple[int, int], int]]:
@@ -151,14 +167,17 @@ def profile_layouts(paper: tuple[str, ...] = DEFAULT_PAPER, repeats: int = 5, th
             raise PoseBenchError(f"--paper {name}: not a registered variant; registered: {', '.join(sorted(VARIANTS))}")
         settings.append((VARIANTS[name].method, name, VARIANTS[name].input_size, PAPER_BATCH))
     date = datetime.date.today().isoformat()
-    log.info(f"train step, channels_last / contiguous: {threads} torch thread(s), {os.cpu_count()} cores, best of "
-             f"{repeats}, load average {os.getloadavg()[0]:.1f}, {date}")
-    log.info("| method | variant | input | batch | contiguous s | channels_last s | ratio |")
-    log.info("|---|---|---|---|---|---|---|")
+    log.info(f"train step, channels_last / contiguous and bf16-mixed / fp32 (in the layout the CPU default picks): "
+             f"{threads} torch thread(s), {os.cpu_count()} cores, best of {repeats}, load average "
+             f"{os.getloadavg()[0]:.1f}, {date}")
+    log.info("| method | variant | input | batch | contiguous s | channels_last s | ratio | bf16 layout | bf16 s | "
+             "bf16 ratio |")
+    log.info("|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for method, name, input_size, batch_size in settings:
         row = {"method": method, "date": date, **measure_layouts(name, input_size, batch_size, repeats)}
         rows.append(row)
         log.info(f"| {method} | {name} | {input_size[0]}x{input_size[1]} | {batch_size} | {row['contiguous_s']:.3f} | "
-                 f"{row['channels_last_s']:.3f} | {row['ratio']:.2f} |")
+                 f"{row['channels_last_s']:.3f} | {row['ratio']:.2f} | {row['bf16_layout']} | {row['bf16_s']:.3f} | "
+                 f"{row['bf16_ratio']:.2f} |")
     return rows

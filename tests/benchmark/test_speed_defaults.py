@@ -39,6 +39,7 @@ def test_auto_resolves_from_the_table_and_unmeasured_is_off(monkeypatch):
     monkeypatch.setitem(MEASURED, ("hourglass", "cpu", "channels_last"), Measurement(0.66, "2026-12-06", "x"))
     monkeypatch.setitem(MEASURED, ("hourglass", "cuda", "bf16"), Measurement(0.5, "2026-12-07", "y"))
     monkeypatch.setitem(MEASURED, ("hrnet", "cpu", "channels_last"), Measurement(1.1, "2026-12-06", "z"))
+    monkeypatch.delitem(MEASURED, ("hourglass", "cpu", "bf16"), raising=False)
     cpu = resolve("hourglass", "cpu", "auto", "auto")
     assert cpu["channels_last"] == {"value": True, "source": "speed default: channels_last on for hourglass on cpu "
                                                              "(step x0.66, measured 2026-12-06)"}
@@ -84,3 +85,24 @@ def test_the_runner_resolves_a_method_files_auto_and_keeps_a_command_line_value(
 def test_a_value_neither_auto_nor_valid_is_refused_naming_the_key(override, message):
     with pytest.raises(RunError, match=message):
         check_run_config(load_config(["method=hourglass-tiny", override]))
+
+
+def test_cpu_bf16_needs_native_bf16_instructions(monkeypatch, tmp_path):
+    """The CPU bf16 rows were measured on a CPU with avx512_bf16; on one without it the default stays fp32."""
+    from benchmark import speed_defaults
+
+    with_flag, without = tmp_path / "with", tmp_path / "without"
+    with_flag.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512_vnni\n")
+    without.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512bw avx512_vnni\n")
+    assert speed_defaults.cpu_has_native_bf16.__wrapped__(str(with_flag)) is True
+    assert speed_defaults.cpu_has_native_bf16.__wrapped__(str(without)) is False
+    assert speed_defaults.cpu_has_native_bf16.__wrapped__(str(tmp_path / "absent")) is False  # not Linux: off
+    monkeypatch.setitem(MEASURED, ("hourglass", "cpu", "bf16"), Measurement(0.5, "2026-12-07", "x"))
+    monkeypatch.setattr(speed_defaults, "cpu_has_native_bf16", lambda: True)
+    assert resolve("hourglass", "cpu", "auto", "auto")["precision"]["value"] == "bf16-mixed"
+    monkeypatch.setattr(speed_defaults, "cpu_has_native_bf16", lambda: False)
+    off = resolve("hourglass", "cpu", "auto", "auto")["precision"]
+    assert off["value"] == "32-true" and "lacks native bf16" in off["source"] and "x0.50" in off["source"]
+    assert resolve("hourglass", "cuda", "auto", "auto")["precision"]["value"] == "32-true"  # unmeasured on cuda
+    monkeypatch.setitem(MEASURED, ("hourglass", "cuda", "bf16"), Measurement(0.5, "2026-12-07", "x"))
+    assert resolve("hourglass", "cuda", "auto", "auto")["precision"]["value"] == "bf16-mixed"  # no CPU check there
