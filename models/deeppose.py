@@ -241,6 +241,21 @@ def _stage_loss(prediction: torch.Tensor, target: torch.Tensor, weights: torch.T
     return ((prediction - target) * weight).pow(2).sum() / prediction.shape[0]
 
 
+def covariance_factor(cov: torch.Tensor) -> torch.Tensor:
+    """``L`` with ``L Lᵀ = cov`` for each ``(..., 2, 2)`` covariance: its Cholesky factor (after a 1e-8 jitter), or,
+    where that fails (a singular covariance rounded slightly indefinite, e.g. from a joint annotated twice in a
+    batch), the square root of its positive semi-definite part (eigenvalues clipped at 0). Computed in fp32."""
+    cov = cov.float()
+    jitter = 1e-8 * torch.eye(2, device=cov.device, dtype=cov.dtype)
+    chol, info = torch.linalg.cholesky_ex(cov + jitter)
+    failed = info != 0
+    if not bool(failed.any()):
+        return chol
+    values, vectors = torch.linalg.eigh(0.5 * (cov + cov.transpose(-1, -2)))
+    root = vectors * values.clamp(min=0).sqrt().unsqueeze(-2)
+    return torch.where(failed[..., None, None], root, chol)
+
+
 @register_method("deeppose")
 class DeepPose(PoseEstimator):
     """DeepPose: ``stages`` regressors (``backbone`` ``"alexnet"`` or a timm model name).
@@ -337,7 +352,12 @@ class DeepPose(PoseEstimator):
     @torch.no_grad()
     def update_error_statistics(self, index: int, errors: torch.Tensor, weights: torch.Tensor) -> None:
         """Fold the batch's per-joint error mean and covariance (``errors`` ``(B, K, 2)`` box units,
-        ``weights`` ``(B, K)``) into buffer ``index``; joints annotated fewer than twice are skipped."""
+        ``weights`` ``(B, K)``) into buffer ``index``; joints annotated fewer than twice are skipped. Computed in
+        fp32 outside any autocast: bf16 rounding could leave a covariance that is not positive semi-definite."""
+        with torch.autocast(errors.device.type, enabled=False):
+            self._fold_error_statistics(index, errors.float(), weights)
+
+    def _fold_error_statistics(self, index: int, errors: torch.Tensor, weights: torch.Tensor) -> None:
         w = (weights > 0).to(errors.dtype)
         count = w.sum(0)
         mean = (w[..., None] * errors).sum(0) / count.clamp(min=1)[:, None]
@@ -352,10 +372,9 @@ class DeepPose(PoseEstimator):
 
     def simulate(self, index: int, targets: torch.Tensor) -> torch.Tensor:
         """Ground truth ``(B, K, 2)`` displaced by draws from ``N(error_mean[index], error_cov[index])``."""
-        jitter = 1e-8 * torch.eye(2, device=targets.device, dtype=self.error_cov.dtype)
-        chol = torch.linalg.cholesky(self.error_cov[index] + jitter)
-        noise = torch.randn_like(targets)
-        return targets + self.error_mean[index] + torch.einsum("kij,bkj->bki", chol, noise)
+        factor = covariance_factor(self.error_cov[index])
+        noise = torch.randn_like(targets, dtype=factor.dtype)
+        return targets + self.error_mean[index] + torch.einsum("kij,bkj->bki", factor, noise).to(targets.dtype)
 
     def stage_inputs(self, index: int, previous: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Per (sample, joint): ``previous`` ``(B, K, 2)``, or a simulated estimate with probability

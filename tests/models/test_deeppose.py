@@ -152,6 +152,42 @@ def test_error_statistics_and_simulated_inputs() -> None:
     assert abs(float(share) - model.hparams.simulated_fraction) < 0.02
 
 
+def test_error_statistics_under_bf16_autocast_are_the_fp32_statistics() -> None:
+    """A bf16-mixed run computes the statistics inside autocast, where einsum would round to bf16 and could leave a
+    covariance that is not positive semi-definite: they are accumulated in fp32 whatever the autocast."""
+    torch.manual_seed(1)
+    exact, mixed = models.build("deeppose-tiny"), models.build("deeppose-tiny")
+    errors = torch.randn(4, exact.num_joints, 2) * 0.1
+    weights = torch.ones(4, exact.num_joints)
+    exact.update_error_statistics(0, errors, weights)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed.update_error_statistics(0, errors, weights)
+    assert mixed.error_cov.dtype == torch.float32
+    torch.testing.assert_close(mixed.error_cov, exact.error_cov)
+    torch.testing.assert_close(mixed.error_mean, exact.error_mean)
+
+
+def test_simulation_survives_a_singular_or_slightly_indefinite_covariance() -> None:
+    """Two annotated samples of a joint give a rank-1 covariance, and rounding can push its zero eigenvalue below
+    zero, where Cholesky fails: such a joint draws from its covariance's positive semi-definite part instead."""
+    torch.manual_seed(0)
+    model = models.build("deeppose-tiny")
+    k = model.num_joints
+    model.error_mean[0] = 0.0
+    rank_one = torch.tensor([[0.04, 0.02], [0.02, 0.01]])  # (0.2, 0.1)(0.2, 0.1)^T: singular
+    model.error_cov[0] = torch.eye(2) * 0.01
+    model.error_cov[0, 1] = rank_one
+    model.error_cov[0, 2] = rank_one + torch.tensor([[0.0, 1e-5], [1e-5, 0.0]])  # eigenvalue -8e-6: indefinite
+    with pytest.raises(torch.linalg.LinAlgError):
+        torch.linalg.cholesky(model.error_cov[0] + 1e-8 * torch.eye(2))
+    draws = model.simulate(0, torch.zeros(20000, k, 2))
+    assert torch.isfinite(draws).all()
+    for joint in (1, 2):  # every draw lies on the line through (0.2, 0.1): x = 2 y
+        torch.testing.assert_close(draws[:, joint, 0], 2 * draws[:, joint, 1], atol=2e-3, rtol=0)
+        torch.testing.assert_close(torch.cov(draws[:, joint].T), rank_one, atol=2e-3, rtol=0)
+    torch.testing.assert_close(torch.cov(draws[:, 0].T), torch.eye(2) * 0.01, atol=1e-3, rtol=0)
+
+
 def test_each_stage_gets_only_its_own_loss_gradient() -> None:
     torch.manual_seed(0)
     model = models.build("deeppose-tiny").train()
