@@ -47,7 +47,7 @@ import torch
 from pytorch_lightning.utilities.types import OptimizerLRSchedulerConfig
 from torch import nn
 
-from models.codecs import DECODE_METHODS, HeatmapCodec, flip_coordinates, flip_heatmaps_back
+from models.codecs import DECODE_METHODS, HeatmapCodec, flip_coordinates, flip_heatmaps_back, full_precision
 from pixelgrid import CONVENTIONS, DEFAULT_CONVENTION, get_convention
 
 OPTIMIZERS: tuple[str, ...] = ("adam", "rmsprop", "sgd")
@@ -90,8 +90,11 @@ def flip_permutation(flip_pairs: Sequence[Sequence[int]], num_joints: int) -> li
     return perm
 
 
+@full_precision
 def crop_to_image(points: torch.Tensor, inverse_matrix: torch.Tensor) -> torch.Tensor:
-    """Crop-pixel points ``(B, K, 2)`` -> image pixels ``(B, K, 2)`` with ``inverse_matrix`` ``(B, 2, 3)``."""
+    """Crop-pixel points ``(B, K, 2)`` -> image pixels ``(B, K, 2)`` with ``inverse_matrix`` ``(B, 2, 3)``, in fp32
+    (or float64) whatever the autocast."""
+    points = points if points.dtype == torch.float64 else points.float()
     matrix = inverse_matrix.to(points.dtype)
     return torch.einsum("bij,bkj->bki", matrix[:, :, :2], points) + matrix[:, None, :, 2]
 

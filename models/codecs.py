@@ -58,10 +58,11 @@ Sources, fact by fact:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
-from collections.abc import Sequence
-from typing import TypeVar
+from collections.abc import Callable, Sequence
+from typing import ParamSpec, TypeVar
 
 import cv2
 import numpy as np
@@ -75,6 +76,25 @@ Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
 # DarkPose clips the modulated heatmaps here before the log (lib/core/inference.py get_final_preds).
 _LOG_FLOOR = 1e-10
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def full_precision(function: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``function`` run with autocast off (CPU and CUDA): under bf16-mixed, matrix products inside autocast round to
+    bf16 (8 significant bits, 1 px steps at 128-256 px), which decoding and coordinate maps must not."""
+
+    @functools.wraps(function)
+    def in_fp32(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with contextlib.ExitStack() as stack:
+            for device in ("cpu", "cuda"):
+                if torch.is_autocast_enabled(device):
+                    stack.enter_context(torch.autocast(device, enabled=False))
+            return function(*args, **kwargs)
+
+    return in_fp32
 
 
 def blur_kernel_for_sigma(sigma: float) -> int:
@@ -293,6 +313,7 @@ def _dark_udp_offsets(maps: torch.Tensor, px: torch.Tensor, py: torch.Tensor, bl
     return -torch.stack([offset_x, offset_y], dim=-1)
 
 
+@full_precision
 def decode_heatmaps(heatmaps: Array, method: str = "dark", blur_kernel: int = 11,
                     convention: str | Convention = DEFAULT_CONVENTION) -> tuple[Array, Array]:
     """Heatmaps ``(N, K, H, W)`` -> coords ``(N, K, 2)`` as (x, y) heatmap pixels, scores ``(N, K)``.

@@ -319,9 +319,11 @@ class IterativeErrorFeedback(PoseEstimator):
     def correction_loss(self, raws: Sequence[torch.Tensor], poses: Sequence[torch.Tensor],
                         batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Squared distance of each raw correction to ``e(y, y_t) / L`` at its pose, mean over annotated
-        joints and steps; ``raws`` and ``poses`` are matching lists of ``(B, K, 2)``."""
-        keypoints = batch["keypoints"].to(raws[0].dtype)
-        weight = (batch["visible"] > 0).to(raws[0].dtype)
+        joints and steps; ``raws`` and ``poses`` are matching lists of ``(B, K, 2)``. In fp32 (a bf16-mixed run's
+        bf16 corrections are widened; the keypoints are never rounded to bf16)."""
+        raws = [raw.float() for raw in raws]
+        keypoints = batch["keypoints"].float()
+        weight = (batch["visible"] > 0).float()
         losses = []
         for raw, pose in zip(raws, poses, strict=True):
             target = bounded_target(keypoints, pose.detach(), self.step_bound_px) / self.step_bound_px

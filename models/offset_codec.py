@@ -35,6 +35,8 @@ from collections.abc import Sequence
 
 import torch
 
+from models.codecs import full_precision
+
 _CORNERS = ((0, 0), (1, 0), (0, 1), (1, 1))
 """The four pixels a bilinear vote reaches: ``(floor(x) + dx, floor(y) + dy)``."""
 
@@ -118,10 +120,13 @@ def fused_maxima(fused: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return coords.to(fused.dtype), scores
 
 
+@full_precision
 def decode_offsets(heatmaps: torch.Tensor, offsets: torch.Tensor, radius: float) -> tuple[torch.Tensor, torch.Tensor]:
     """The G-RMI decoder: Hough voting, then per keypoint the argmax pixel ``(B, K, 2)`` and its activation
-    ``(B, K)``; heatmap probabilities ``(B, K, H, W)``, offsets ``(B, K, 2, H, W)`` in pixels of the same map."""
-    return fused_maxima(hough_vote(heatmaps, offsets, radius))
+    ``(B, K)``; heatmap probabilities ``(B, K, H, W)``, offsets ``(B, K, 2, H, W)`` in pixels of the same map.
+    Computed in fp32, or float64 for float64 fields (bf16 outputs of a bf16-mixed run are widened first)."""
+    dtype = torch.float64 if heatmaps.dtype == torch.float64 else torch.float32
+    return fused_maxima(hough_vote(heatmaps.to(dtype), offsets.to(dtype), radius))
 
 
 def pose_score(scores: torch.Tensor) -> torch.Tensor:

@@ -502,3 +502,31 @@ def test_regression_codec_follows_mmpose_under_msra() -> None:
     targets, _ = codec.encode(kp, torch.ones(1, 1))
     assert targets.tolist() == [[[0.5, 0.5]]]  # mmpose RegressionLabel: x / input_size
     assert codec.decode(targets).tolist() == kp.tolist()
+
+
+def test_decoding_and_the_crop_to_image_map_ignore_a_bf16_autocast():
+    """A bf16-mixed run evaluates inside autocast, where matrix products round to bf16 (8 bits: 1 px steps at
+    128-256 px): the decoders (DARK's blur, the offset vote) and the crop-to-image map run in fp32 regardless."""
+    from models.base import crop_to_image
+    from models.offset_codec import decode_offsets
+
+    generator = torch.Generator().manual_seed(0)
+    maps = torch.rand(2, 3, 16, 12, generator=generator)
+    offsets = torch.randn(2, 3, 2, 16, 12, generator=generator)
+    points = torch.rand(2, 3, 2, generator=generator) * 255.0
+    inverse = torch.tensor([[[1.37, 0.11, 101.3], [-0.07, 1.29, 55.7]]]).expand(2, 2, 3).contiguous()
+    exact = {method: decode_heatmaps(maps, method) for method in ("argmax", "quarter", "dark")}
+    exact_image = crop_to_image(points, inverse)
+    exact_votes = decode_offsets(maps, offsets, 2.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for method, (coords, scores) in exact.items():
+            rounded_coords, rounded_scores = decode_heatmaps(maps, method)
+            assert rounded_coords.dtype == torch.float32
+            torch.testing.assert_close(rounded_coords, coords, rtol=0, atol=0)
+            torch.testing.assert_close(rounded_scores, scores, rtol=0, atol=0)
+        image = crop_to_image(points, inverse)
+        votes = decode_offsets(maps, offsets, 2.0)
+    assert image.dtype == torch.float32
+    torch.testing.assert_close(image, exact_image, rtol=0, atol=0)
+    for got, want in zip(votes, exact_votes, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)

@@ -233,3 +233,18 @@ def test_tiny_ief_learns_on_synthpose(synthpose_root: Path, tmp_path: Path) -> N
     assert errors[1] > errors[-1], f"step-1 error {errors[1]:.3f} px not above step-T error {errors[-1]:.3f} px"
     assert errors[-1] < 0.98 * errors[0], f"the corrections do not improve on the mean pose: {errors}"
     assert pckh >= 14.0, f"PCKh@0.5 {pckh:.1f} (untrained network: 2.8)"
+
+
+def test_the_loss_of_bf16_corrections_keeps_the_keypoints_in_fp32() -> None:
+    """A bf16-mixed run hands the loss bf16 corrections: the loss widens them, never rounds the keypoints to bf16
+    (8 significant bits: 0.25 px steps at 32-64 px)."""
+    torch.manual_seed(0)
+    model = models.build("ief-tiny")
+    k = model.num_joints
+    raws = [torch.randn(2, k, 2).to(torch.bfloat16) for _ in range(2)]
+    poses = [torch.rand(2, k, 2) * 63 for _ in range(2)]
+    batch = {"keypoints": torch.rand(2, k, 2) * 63 + 0.123, "visible": torch.ones(2, k)}
+    widened = model.correction_loss([raw.float() for raw in raws], poses, batch)
+    loss = model.correction_loss(raws, poses, batch)
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, widened, rtol=0, atol=0)
