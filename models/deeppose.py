@@ -78,7 +78,7 @@ from torch import nn
 from torchvision.ops import roi_align
 
 from models.base import Outputs, PoseEstimator
-from models.codecs import RegressionCodec
+from models.codecs import RegressionCodec, full_precision
 from models.pretrained import create_timm_model, timm_num_features
 from models.registry import MPII_FLIP_PAIRS, MPII_JOINTS, register_method, register_variant
 from pixelgrid import CONVENTIONS, DEFAULT_CONVENTION
@@ -350,14 +350,12 @@ class DeepPose(PoseEstimator):
         return loss
 
     @torch.no_grad()
+    @full_precision
     def update_error_statistics(self, index: int, errors: torch.Tensor, weights: torch.Tensor) -> None:
         """Fold the batch's per-joint error mean and covariance (``errors`` ``(B, K, 2)`` box units,
         ``weights`` ``(B, K)``) into buffer ``index``; joints annotated fewer than twice are skipped. Computed in
         fp32 outside any autocast: bf16 rounding could leave a covariance that is not positive semi-definite."""
-        with torch.autocast(errors.device.type, enabled=False):
-            self._fold_error_statistics(index, errors.float(), weights)
-
-    def _fold_error_statistics(self, index: int, errors: torch.Tensor, weights: torch.Tensor) -> None:
+        errors = errors.float()
         w = (weights > 0).to(errors.dtype)
         count = w.sum(0)
         mean = (w[..., None] * errors).sum(0) / count.clamp(min=1)[:, None]
