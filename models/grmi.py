@@ -15,13 +15,14 @@ Sources (the paper; there is no official code):
   the per-pixel logistic loss, the offset loss the Huber loss of ``||F_k(x_i) - (l_k - x_i)||`` over the pixels
   inside the disk only; the total loss is ``lambda_h L_h + lambda_o L_o`` with lambda_h = 4, lambda_o = 1.
 - Sec. 3.2, fusion by Hough voting with the bilinear kernel and the pose score of eq. 7 (models/offset_codec.py).
-- Table (COCO test-dev): AP 0.649 trained on COCO only (0.685 with extra in-house data).
+- Abstract (arXiv:1701.01779): AP 0.649 on COCO test-dev trained on COCO only (0.685 with extra in-house data);
+  the one fact here checked against a quotation of the paper.
 
 What could not be verified: the paper's text could not be consulted when this file was written, so the facts
 above are PoseBench's reading of it, corroborated only where a third-party re-implementation agrees
 (hackiey/keypoints: ``config`` 353x257 and RADIUS 25; ``train.py`` ``4 * loss_h + loss_o`` with the Huber loss of
-the offset distance inside the disk). The equation numbers, the training schedule (solver, LR, steps, batch) and
-the reference AP are unverified; benchmark/configs/recipe/grmi_coco.yaml marks each such setting.
+the offset distance inside the disk). The equation numbers and the training schedule (solver, LR, steps, batch)
+are unverified; benchmark/configs/recipe/grmi_coco.yaml marks each such setting.
 
 Deviations:
 
