@@ -528,10 +528,57 @@ def _summary(recipes: list[tuple[Context, list[Row]]]) -> list[str]:
     return lines + [""]
 
 
+@dataclass(frozen=True)
+class SharedSetting:
+    """A setting every paper recipe inherits from configs/defaults.yaml or its method file, where PoseBench's
+    pipeline departs from (or may depart from) every source at once: one row for all recipes, not one per recipe."""
+
+    key: str
+    source: str
+    differs: str
+
+
+SHARED: tuple[SharedSetting, ...] = (
+    SharedSetting("data.reduced_decode", "every JPEG decoded at full size (each source's cv2/PIL/Torch image read)",
+                  "with `true`, a training crop that samples its image at most 1/2, 1/4 or 1/8 as densely decodes it "
+                  "at that reduction (libjpeg DCT scaling, folded into the one warp; evaluation always decodes in "
+                  "full): the crop is anti-aliased where the source's is aliased, 1.8 grey levels apart on average "
+                  "on the MPII fixtures (`python -m benchmark profile data`, docs/architecture.md)"),
+    SharedSetting("trainer.precision", "fp32 (no source recipe states mixed precision)",
+                  "`auto`: bf16-mixed where `benchmark/speed_defaults.py` measured the method's step faster on the "
+                  "accelerator (CPU rows, on CPUs with native bf16 only; no CUDA row yet, so fp32 on a GPU), else "
+                  "fp32; decoding and the crop-to-image map stay in fp32; the run record's `speed` field says which "
+                  "precision ran"),
+    SharedSetting("trainer.channels_last", "contiguous (NCHW) tensors",
+                  "`auto`: channels-last memory where measured faster; the same arithmetic in another summation "
+                  "order (no change of the computation)"),
+)
+"""Rows of the "Settings every recipe shares" section; PoseBench's values are read from each recipe's config."""
+
+
+def _shared_section(recipes: list[tuple[Context, list[Row]]]) -> list[str]:
+    """One row per ``SHARED`` setting: the sources' value, PoseBench's as each recipe's config resolves it (grouped
+    by value), and how PoseBench's departs."""
+    lines = ["## Settings every recipe shares", "",
+             "Pipeline settings every paper recipe takes from `benchmark/configs/defaults.yaml` or its method file, "
+             "with the same departure from every source; a recipe or the command line may set them back "
+             "(`data.reduced_decode=false`, `trainer.precision=32-true`, `trainer.channels_last=false`).", "",
+             "| setting | sources | PoseBench (recipes) | how PoseBench departs |", "|---|---|---|---|"]
+    for shared in SHARED:
+        by_value: dict[str, list[str]] = {}
+        for ctx, _ in recipes:
+            value = lookup(ctx.config, shared.key)
+            by_value.setdefault("(not in the config)" if value is MISSING else _fmt(value), []).append(ctx.recipe)
+        ours = "; ".join(f"{value}" + ("" if len(names) == len(recipes) else f" ({', '.join(names)})")
+                         for value, names in sorted(by_value.items()))
+        lines.append(f"| `{shared.key}` | {_cell(shared.source)} | {_cell(ours)} | {_cell(shared.differs)} |")
+    return lines + [""]
+
+
 def render(names: list[str] | None = None) -> str:
     """The whole of docs/fidelity.md for the recipes ``names`` (default: every paper recipe)."""
     recipes = [(context(name), read_rows(name)) for name in names or paper_recipes()]
-    lines = [INTRO, *_summary(recipes)]
+    lines = [INTRO, *_summary(recipes), *_shared_section(recipes)]
     for ctx, rows in recipes:
         lines += render_recipe(ctx, rows)
     lines += _code_sections({ctx.cls for ctx, _ in recipes})

@@ -132,3 +132,25 @@ def test_the_command_prints_the_table_and_reports_problems(capsys):
     problems = fidelity.problems()
     assert status == (1 if problems else 0)
     assert captured.err == "".join(f"error: {problem}\n" for problem in problems)
+
+
+def test_the_shared_settings_read_each_recipes_value_and_name_the_odd_ones_out(monkeypatch) -> None:
+    """The "Settings every recipe shares" rows show PoseBench's value as each recipe's config resolves it: one value
+    for all, or each value with the recipes that have it."""
+    names = ["hrnet_w32_coco_256x192", "tompson_mpii"]
+    lines = fidelity.render(names).splitlines()
+    for shared in fidelity.SHARED:
+        row = next(line for line in lines if line.startswith(f"| `{shared.key}` |"))
+        value = fidelity._fmt(fidelity.lookup(fidelity.context(names[0]).config, shared.key))
+        assert row.split(" | ")[2] == value  # the same for both recipes: no names
+    original = fidelity.context
+
+    def one_off(name: str) -> fidelity.Context:
+        ctx = original(name)
+        if name == "tompson_mpii":
+            ctx.config["data"]["reduced_decode"] = False
+        return ctx
+
+    monkeypatch.setattr(fidelity, "context", one_off)
+    row = next(line for line in fidelity.render(names).splitlines() if line.startswith("| `data.reduced_decode` |"))
+    assert row.split(" | ")[2] == "false (tompson_mpii); true (hrnet_w32_coco_256x192)"
