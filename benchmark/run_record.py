@@ -321,6 +321,24 @@ def _finite(value: Any) -> Any:
     return value
 
 
+SPEED_KEYS = ("channels_last", "precision")
+"""``trainer`` keys a config may leave to ``auto``, resolved per machine (benchmark/speed_defaults.py)."""
+
+
+def config_as_run(record: dict[str, Any]) -> dict[str, Any]:
+    """The record's config with ``trainer.channels_last``/``precision`` that it left to ``auto`` replaced by the values
+    the run resolved them to (its ``speed`` field): ``auto`` reads a table that changes as rows are measured and
+    differs between CPUs, so the same config may have trained in fp32 on one machine and in bf16 on another. A
+    record without ``speed`` (older) or a value the config set keeps the config's value."""
+    config = json.loads(json.dumps(record["config"]))
+    trainer, speed = config.get("trainer"), record.get("speed") or {}
+    if isinstance(trainer, dict):
+        for key in SPEED_KEYS:
+            if trainer.get(key) == "auto" and isinstance(speed.get(key), dict) and "value" in speed[key]:
+                trainer[key] = speed[key]["value"]
+    return config
+
+
 def write_record(record: dict[str, Any], directory: Path | str) -> Path:
     """Validate ``record`` (NaN / inf already null, as written) and write it as ``<directory>/<run_id>.json``
     atomically; returns the path."""

@@ -18,10 +18,12 @@ file and the field), groups runs that differ only in their seed, and writes:
 - provenance footnotes per row: every run's id, seed, git commit (+ dirty), config hash and the
   fingerprint of the scored dataset split.
 
-Which runs form a row: same dataset (and SynthPose format), variant, scored stage and *setting*,
-the sha256 of the record's resolved config without the keys that do not change results
-(``RUN_ONLY_KEYS``: the seed, paths, logging). Runs are scored on their ``test`` stage (``val``
-when a run has none). Rows are ranked by the first primary metric, ties by name.
+Which runs form a row: same dataset (and SynthPose format), variant, scored stage and *setting*, the sha256 of the
+record's resolved config without the keys that do not change results (``RUN_ONLY_KEYS``: the seed, paths, logging),
+with ``trainer.channels_last``/``precision: auto`` replaced by what the run resolved them to
+(``run_record.config_as_run``): seeds trained in bf16-mixed on one CPU and in fp32 on another are two rows, and a
+row that did not train in fp32 names its precision in the evaluation cell. Runs are scored on their ``test`` stage
+(``val`` when a run has none). Rows are ranked by the first primary metric, ties by name.
 
 Which records count (``select_runs``): a row's n is its number of distinct seeds, and a ± is only
 ever computed over distinct seeds (``group_rows`` refuses a row with a seed twice). A run's
@@ -221,7 +223,7 @@ def read_entry(path: Path) -> Entry:
     if split not in REFERENCE_SPLITS:
         raise LeaderboardError(f"{path}: field 'reference.split' must be one of {', '.join(REFERENCE_SPLITS)}, "
                                f"got {split!r}")
-    return Entry(path, record, synthetic, get_protocol(protocol), stage, setting_hash(record["config"]))
+    return Entry(path, record, synthetic, get_protocol(protocol), stage, setting_hash(run_record.config_as_run(record)))
 
 
 def read_entries(records_dir: Path) -> list[Entry]:
@@ -338,6 +340,9 @@ def _eval_label(record: dict[str, Any]) -> str:
     parts = [DASH if boxes is None else named.get(boxes, f"{boxes} boxes"),
              DASH if flip is None else ("flip" if flip else "no flip"), decoder or DASH,
              f"{protocol.get('convention', 'aligned')} grid"]
+    precision = lookup(run_record.config_as_run(record), "trainer.precision", None)
+    if precision not in (None, "32-true", "32", 32):  # a run that did not train in fp32 says so
+        parts.append(str(precision))
     return ", ".join(parts)
 
 
@@ -650,6 +655,8 @@ INTRO = (
     "\"paper\" is the published number the run's recipe targets (benchmark/configs/recipe), "
     "Δ = ours − paper, and the verdict says whether the mean is within the recipe's tolerance; a reference "
     "measured on a test server is \"not comparable\" with PoseBench's val runs (no Δ, no verdict). "
+    "\"evaluation\" names the boxes, the flip test, the decoder and the pixel grid, and the training precision "
+    "where it was not fp32 (bf16-mixed: the speed default of benchmark/speed_defaults.py). "
     "Footnotes give every run's provenance: run id, git commit, config hash, dataset fingerprint."
 )
 

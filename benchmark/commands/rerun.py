@@ -3,12 +3,12 @@
 A record holds the fully resolved config, so the run is rebuilt from it alone (no group files, which may have
 changed since), with the same seed; only a key the record predates takes its value from configs/defaults.yaml, or
 from ``BEFORE_THE_KEY`` where the behaviour before the key existed is not today's default, and the speed settings
-left to ``auto`` take the values the run resolved them to (``recorded_speed``), not today's measured table. Before
-anything trains, the rerun says what differs from the recorded run: another git commit or a dirty tree, other
-package versions, and a dataset whose fingerprint (``PoseDataset.fingerprint``) is not the recorded one, which is an
-error unless ``--allow-other-data`` (the number would not be comparable). ``key=value`` overrides apply on top
-(``data.root=`` for a dataset in another place, ``trainer.devices=`` ...); paths and names that only place the
-outputs are reset so the rerun never overwrites the original.
+left to ``auto`` take the values the run resolved them to (``run_record.config_as_run``), not today's measured
+table. Before anything trains, the rerun says what differs from the recorded run: another git commit or a dirty
+tree, other package versions, and a dataset whose fingerprint (``PoseDataset.fingerprint``) is not the recorded one,
+which is an error unless ``--allow-other-data`` (the number would not be comparable). ``key=value`` overrides apply
+on top (``data.root=`` for a dataset in another place, ``trainer.devices=`` ...); paths and names that only place
+the outputs are reset so the rerun never overwrites the original.
 """
 
 from __future__ import annotations
@@ -40,23 +40,11 @@ class RerunError(PoseBenchError):
     """The record cannot be rerun as asked; the message says why."""
 
 
-def recorded_speed(record: dict[str, Any]) -> dict[str, Any]:
-    """``trainer.channels_last``/``precision`` the record left to ``auto``, as the run resolved them (its ``speed``
-    field): ``auto`` reads ``speed_defaults.MEASURED``, which changes as rows are measured, so a rerun takes the
-    recorded values instead. Keys the config set explicitly, or a record without ``speed``, give nothing."""
-    from benchmark.speed_defaults import AUTO
-
-    trainer, speed = record["config"].get("trainer", {}), record.get("speed") or {}
-    return {key: speed[key]["value"] for key in ("channels_last", "precision")
-            if trainer.get(key) == AUTO and isinstance(speed.get(key), dict) and "value" in speed[key]}
-
-
 def config_from_record(record: dict[str, Any], overrides: list[str] | None = None) -> RunConfig:
     """The record's resolved config as a ``RunConfig`` (checked against the schema, over configs/defaults.yaml for
     keys it predates), placement keys reset, then ``overrides`` (plain ``key=value``; group selectors would re-read
     group files)."""
-    values = {**record["config"], **dict.fromkeys(PLACEMENT_KEYS)}
-    values["trainer"] = {**values.get("trainer", {}), **recorded_speed(record)}
+    values = {**run_record.config_as_run(record), **dict.fromkeys(PLACEMENT_KEYS)}
     selectors, dotlist = split_selectors(list(overrides or []))
     if selectors:
         raise ConfigError(f"rerun takes key=value overrides, not group selectors: {sorted(selectors)}")

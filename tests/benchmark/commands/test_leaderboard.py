@@ -295,3 +295,29 @@ def test_joint_presence_accuracy_gets_its_own_table_for_the_rows_that_have_it(tm
     assert _row(presence, "simplebaseline-res50")[2:] == ["85.00 ± 7.07", "2"]
     assert "hourglass-8" not in presence
     assert "Joint presence" not in markdown.split("\n## COCO\n")[1].split("\n## ")[0]
+
+
+def test_runs_of_one_auto_config_that_trained_in_other_precisions_are_separate_rows(tmp_path: Path) -> None:
+    """``trainer.precision: auto`` resolves per machine: seed 0 trained in bf16-mixed and seed 1 in fp32 are not two
+    seeds of one setting. Each is its own row, and the bf16 row says so in its evaluation cell."""
+    records = tmp_path / "runs"
+    shutil.copytree(RECORDS, records)
+    source = json.loads((records / "simplebaseline-res50_mpii_s0.json").read_text())
+    for seed, precision, value in ((0, "bf16-mixed", 89.0), (1, "32-true", 88.0)):
+        record = json.loads(json.dumps(source))
+        record["seed"], record["config"]["seed"], record["run_id"] = seed, seed, f"simplebaseline-res50_mpii_s{seed}"
+        record["config"].setdefault("trainer", {}).update(precision="auto", channels_last="auto")
+        record["speed"] = {"channels_last": {"value": False, "source": "speed default: x"},
+                           "precision": {"value": precision, "source": "speed default: y"}}
+        record["metrics"]["val"]["PCKh/Mean"] = value
+        (records / f"simplebaseline-res50_mpii_s{seed}.json").write_text(json.dumps(record))
+    markdown = generate_leaderboard(records, tmp_path / "out").read_text()
+    table = markdown.split("\n## MPII\n")[1].split("\n\n")[0].strip()
+    header = [c.strip() for c in table.splitlines()[0].strip("|").split("|")]
+    rows = [line for line in table.splitlines() if "simplebaseline-res50" in line]
+    assert len(rows) == 2
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in rows]
+    assert sorted((c[header.index("PCKh@0.5")], c[header.index("n")]) for c in cells) == [("88.00", "1"),
+                                                                                          ("89.00", "1")]
+    labels = {c[header.index("PCKh@0.5")]: c[header.index("evaluation")] for c in cells}
+    assert labels["89.00"].endswith(", bf16-mixed") and "bf16" not in labels["88.00"]
