@@ -131,7 +131,8 @@ if not TYPE_CHECKING:
 
 @dataclass
 class ModelConfig:
-    """``model:``: the registry variant, input size, extra constructor kwargs, test-time decoding."""
+    """``model:``: the registry variant, input size, extra constructor kwargs, test-time decoding and the person
+    score COCO ranks by."""
 
     variant: str = "simplebaseline-tiny"
     input_size: list[int] | None = None
@@ -140,10 +141,12 @@ class ModelConfig:
     convention: str = "aligned"
     decoder: str = "dark"
     all_protocols: bool = True
+    instance_score: str = "bbox_keypoint"
 
 
-MODEL_RUNNER_KEYS = ("variant", "input_size", "kwargs")
-"""``model:`` keys the runner resolves itself; the others are ``PoseEstimator`` arguments of the same name."""
+MODEL_RUNNER_KEYS = ("variant", "input_size", "kwargs", "instance_score")
+"""``model:`` keys the runner resolves itself (``instance_score`` goes to the evaluation callback); the others are
+``PoseEstimator`` arguments of the same name."""
 
 
 @dataclass

@@ -35,6 +35,7 @@ import torch
 
 from benchmark import metrics
 from benchmark.errors import user_errors
+from benchmark.metrics import DEFAULT_INSTANCE_SCORE
 from benchmark.protocols import EvaluationError, get_protocol
 from benchmark.protocols.base import VISIBILITY_ACCURACY
 from datamodules.datasets import PoseDataset
@@ -122,9 +123,11 @@ def _broadcast(value: Any) -> Any:
 
 
 def evaluate_predictions(
-    dataset: PoseDataset, merged: Mapping[str, np.ndarray], output_dir: Path | None = None, stage: str = "val"
+    dataset: PoseDataset, merged: Mapping[str, np.ndarray], output_dir: Path | None = None, stage: str = "val",
+    instance_score: str = DEFAULT_INSTANCE_SCORE,
 ) -> dict[str, float]:
-    """Score merged predictions (dataset order) under ``dataset.protocol``; write them under ``output_dir``.
+    """Score merged predictions (dataset order) under ``dataset.protocol``, persons ranked by ``instance_score``
+    (``metrics.INSTANCE_SCORES``, where the protocol ranks persons); write them under ``output_dir``.
 
     Returns the metrics without a stage prefix. The file is the protocol's ``predictions_file(stage)``:
     ``{stage}_predictions.mat`` (MPII / LSP, 1-based) or ``{stage}_keypoints_results.json`` (COCO results).
@@ -136,7 +139,7 @@ def evaluate_predictions(
             f"predictions have shape {keypoints.shape} but {dataset.name} has {expected} joints: (N, {expected}, 2)"
         )
     protocol = get_protocol(dataset.protocol)
-    predictions = protocol.predictions(dataset, keypoints, scores)
+    predictions = protocol.predictions(dataset, keypoints, scores, instance_score=instance_score)
     if output_dir is not None:
         protocol.write_predictions(Path(output_dir) / protocol.predictions_file(stage), predictions)
     return protocol.score(dataset, predictions)
@@ -164,10 +167,11 @@ def evaluate_protocols(
     protocols: Sequence[tuple[str, bool]],
     primary: tuple[str, bool],
     primary_metrics: Mapping[str, float],
+    instance_score: str = DEFAULT_INSTANCE_SCORE,
 ) -> list[dict[str, Any]]:
     """``[{decoder, flip_test, metrics}]``: ``merged``'s ``protocol_keypoints`` ``(N, P, K, 2)`` and
-    ``protocol_scores`` ``(N, P, K)`` scored under the dataset's protocol, one entry per
-    ``protocols[p]``; the ``primary`` one reuses ``primary_metrics`` (the same predictions)."""
+    ``protocol_scores`` ``(N, P, K)`` scored under the dataset's protocol (persons ranked by ``instance_score``),
+    one entry per ``protocols[p]``; the ``primary`` one reuses ``primary_metrics`` (the same predictions)."""
     keypoints, scores = merged["protocol_keypoints"], merged["protocol_scores"]
     if keypoints.shape[1] != len(protocols) or scores.shape[1] != len(protocols):
         raise EvaluationError(
@@ -179,7 +183,8 @@ def evaluate_protocols(
         if (decoder, flip) == tuple(primary):
             table = dict(primary_metrics)
         else:
-            table = evaluate_predictions(dataset, {"keypoints": keypoints[:, p], "scores": scores[:, p]})
+            table = evaluate_predictions(dataset, {"keypoints": keypoints[:, p], "scores": scores[:, p]},
+                                         instance_score=instance_score)
         entries.append({"decoder": decoder, "flip_test": bool(flip), "metrics": table})
     return entries
 
@@ -192,6 +197,8 @@ class EvaluationCallback(pl.Callback):
     receives the prediction files (rank 0). After an epoch, ``results[stage]`` holds the metrics
     as float64 (no prefix), ``predictions[stage]`` the merged predictions and, when the steps
     returned every protocol's predictions, ``protocol_results[stage]`` the per-protocol metrics.
+    ``instance_score`` (the run's ``model.instance_score``, ``metrics.INSTANCE_SCORES``) is the person score a
+    protocol that ranks persons (COCO) uses.
     """
 
     def __init__(
@@ -199,7 +206,12 @@ class EvaluationCallback(pl.Callback):
         dataset: PoseDataset | None = None,
         output_dir: Path | str | None = None,
         test_dataset: PoseDataset | None = None,
+        instance_score: str = DEFAULT_INSTANCE_SCORE,
     ) -> None:
+        if instance_score not in metrics.INSTANCE_SCORES:
+            raise EvaluationError(f"model.instance_score {instance_score!r} is not a score mode; valid: "
+                                  f"{', '.join(metrics.INSTANCE_SCORES)}")
+        self.instance_score = instance_score
         self.datasets = {"val": dataset, "test": test_dataset or dataset}
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.results: dict[str, dict[str, float]] = {}
@@ -254,14 +266,14 @@ class EvaluationCallback(pl.Callback):
         if trainer.is_global_zero:
             try:
                 merged = merge_predictions(parts, len(dataset))
-                scores = evaluate_predictions(dataset, merged, self.output_dir, stage)
+                scores = evaluate_predictions(dataset, merged, self.output_dir, stage, self.instance_score)
                 if getattr(pl_module, "predicts_visibility", False) and VISIBILITY_ACCURACY not in scores:
                     scores |= presence_metrics(dataset, merged["scores"])
                 protocols = []
                 if PROTOCOL_KEYS[0] in merged:
                     model = cast("PoseEstimator", pl_module)  # the protocol keys come from a PoseEstimator's steps
                     protocols = evaluate_protocols(dataset, merged, model.evaluation_protocols,
-                                                   model.primary_protocol, scores)
+                                                   model.primary_protocol, scores, self.instance_score)
                 outcome = ("ok", (scores, protocols))
                 self.predictions[stage] = merged
             except Exception as error:  # noqa: BLE001 - raised again below, once the other ranks know

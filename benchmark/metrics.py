@@ -36,6 +36,9 @@ Sources of the protocol details:
   unchanged into HRNet: sort by score, keep the best, drop the rest whose OKS with it is
   ``> threshold``; the OKS between two predictions uses the mean of their areas and all joints;
   rescored = box score x mean of the keypoint scores ``> 0.2`` (0 when none is).
+- Instance score modes: mmpose ``coco_metric.py`` ``score_mode``: ``bbox_keypoint`` (the rescoring above, the
+  default), ``keypoint`` (``np.mean`` of the keypoint scores, G-RMI's pose score: Papandreou et al., CVPR'17,
+  eq. 7, keypoint-based instead of box-level scoring) and ``bbox`` (the box score).
 """
 
 from __future__ import annotations
@@ -539,6 +542,32 @@ def rescore(box_scores: Any, keypoint_scores: Any, threshold: float = 0.2) -> np
     total = np.where(above, kps, 0.0).astype(np.float32).cumsum(axis=1, dtype=np.float32)[:, -1]
     mean = np.divide(total, count.astype(np.float32), out=np.zeros(box.shape, dtype=np.float32), where=count > 0)
     return (box.astype(np.float32) * mean).astype(np.float64)
+
+
+INSTANCE_SCORES = ("bbox_keypoint", "keypoint", "bbox")
+"""The person scores COCO ranks and OKS-NMS orders by (``instance_scores``), named as mmpose's ``score_mode``."""
+DEFAULT_INSTANCE_SCORE = "bbox_keypoint"
+
+
+def instance_scores(box_scores: Any, keypoint_scores: Any, mode: str = DEFAULT_INSTANCE_SCORE,
+                    threshold: float = 0.2) -> np.ndarray:
+    """``(N,)`` person scores under ``mode``: ``bbox_keypoint`` is ``rescore`` (HRNet, mmpose's default),
+    ``keypoint`` the plain mean of the ``(N, K)`` keypoint scores in float32 as mmpose's ``np.mean`` of a row
+    (G-RMI's eq. 7), ``bbox`` the ``(N,)`` box scores alone."""
+    if mode not in INSTANCE_SCORES:
+        raise ValueError(f"unknown instance score mode {mode!r}; valid: {', '.join(INSTANCE_SCORES)}")
+    if mode == "bbox_keypoint":
+        return rescore(box_scores, keypoint_scores, threshold)
+    box = np.asarray(box_scores, dtype=np.float64)
+    kps = np.asarray(keypoint_scores, dtype=np.float64)
+    if kps.ndim != 2 or box.shape != (kps.shape[0],):
+        raise ValueError(f"box_scores (N,) and keypoint_scores (N, K) disagree: {box.shape} vs {kps.shape}")
+    if mode == "bbox":
+        return box.copy()
+    if kps.shape[1] == 0:
+        return np.zeros(box.shape)
+    # Row by row, each row contiguous: the same float32 pairwise sum as np.mean of one instance's scores.
+    return np.ascontiguousarray(kps, dtype=np.float32).mean(axis=1, dtype=np.float32).astype(np.float64)
 
 
 def _load_coco(gt: Any, verbose: bool) -> Any:

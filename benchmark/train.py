@@ -443,7 +443,8 @@ def build_run(cfg: RunConfig, extra_callbacks: tuple[pl.Callback, ...] = (), *, 
     pl.seed_everything(cfg.seed, workers=True)
     datamodule.setup("fit")
     datamodule.setup("test")
-    evaluation = EvaluationCallback(datamodule.val_dataset, run_dir / "predictions", datamodule.test_dataset)
+    evaluation = EvaluationCallback(datamodule.val_dataset, run_dir / "predictions", datamodule.test_dataset,
+                                    instance_score=cfg.model.instance_score)
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints", filename="best", monitor=evaluation.primary_metric("val"), mode="max",
         save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False,

@@ -14,9 +14,12 @@ Sources (the paper; there is no official code):
 - Sec. 3.2, targets and loss: ``h_k`` is 1 within a disk of radius R = 25 px of keypoint k; the heatmap loss is
   the per-pixel logistic loss, the offset loss the Huber loss of ``||F_k(x_i) - (l_k - x_i)||`` over the pixels
   inside the disk only; the total loss is ``lambda_h L_h + lambda_o L_o`` with lambda_h = 4, lambda_o = 1.
-- Sec. 3.2, fusion by Hough voting with the bilinear kernel and the pose score of eq. 7 (models/offset_codec.py).
-- Abstract (arXiv:1701.01779): AP 0.649 on COCO test-dev trained on COCO only (0.685 with extra in-house data);
-  the one fact here checked against a quotation of the paper.
+- Sec. 3.2, fusion by Hough voting with the bilinear kernel (models/offset_codec.py) and the pose score of eq. 7,
+  the mean over keypoints of the maximal fused activation, which ranks the persons for COCO AP and OKS-NMS in place
+  of the box score (benchmark/configs/method/grmi.yaml ``model.instance_score: keypoint``; docs/protocols.md).
+- Abstract (arXiv:1701.01779): AP 0.649 on COCO test-dev trained on COCO only (0.685 with extra in-house data),
+  and "keypoint-based confidence score estimation, instead of box-level scoring"; the facts here checked against
+  a quotation of the paper.
 
 What could not be verified: the paper's text could not be consulted when this file was written, so the facts
 above are PoseBench's reading of it, corroborated only where a third-party re-implementation agrees
@@ -35,8 +38,6 @@ Deviations:
   ``i`` sits exactly on crop pixel ``8 i``.
 - The flip test (not part of the paper's test procedure as read here) averages the fused maps of the crop and
   of the mirrored crop.
-- COCO rescoring: PoseBench's protocol multiplies the box score by the mean of the keypoint scores above 0.2
-  (docs/protocols.md); the keypoint scores are the maxima of ``f_k``, whose plain mean is the paper's pose score.
 - ``grmi-tiny`` is ours: a quarter-width ResNet-18 at 97x73 (8k + 1 again) with R = 7 px (25 x 97 / 353), for
   tests and the demo.
 """

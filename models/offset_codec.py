@@ -15,7 +15,8 @@ points to, spread over the four nearest pixels by the bilinear interpolation ker
 
 so a perfect prediction piles the ``pi R^2`` pixels of the disk on the keypoint with total weight 1. The keypoint
 is the argmax of ``f_k``, its score ``max f_k``; the pose score is the mean of those maxima over the keypoints
-(the paper's eq. 7, ``pose_score``).
+(the paper's eq. 7), which the COCO protocol ranks persons by under ``model.instance_score: keypoint``
+(docs/protocols.md).
 
 Pixel grid: targets, offsets and votes live on the full-resolution crop, pixel centres at integer coordinates
 (the ``aligned`` convention, docs/conventions.md), so a vote at ``(x, y)`` splits over the pixels
@@ -128,7 +129,3 @@ def decode_offsets(heatmaps: torch.Tensor, offsets: torch.Tensor, radius: float)
     dtype = torch.float64 if heatmaps.dtype == torch.float64 else torch.float32
     return fused_maxima(hough_vote(heatmaps.to(dtype), offsets.to(dtype), radius))
 
-
-def pose_score(scores: torch.Tensor) -> torch.Tensor:
-    """Pose score ``(B,)``: the mean over keypoints of the maximal fused activations ``(B, K)`` (paper eq. 7)."""
-    return scores.mean(dim=-1)

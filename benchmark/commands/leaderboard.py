@@ -19,11 +19,13 @@ file and the field), groups runs that differ only in their seed, and writes:
   fingerprint of the scored dataset split.
 
 Which runs form a row: same dataset (and SynthPose format), variant, scored stage and *setting*, the sha256 of the
-record's resolved config without the keys that do not change results (``RUN_ONLY_KEYS``: the seed, paths, logging),
-with ``trainer.channels_last``/``precision: auto`` replaced by what the run resolved them to
-(``run_record.config_as_run``): seeds trained in bf16-mixed on one CPU and in fp32 on another are two rows, and a
-row that did not train in fp32 names its precision in the evaluation cell. Runs are scored on their ``test`` stage
-(``val`` when a run has none). Rows are ranked by the first primary metric, ties by name.
+record's resolved config without the keys that do not change results (``RUN_ONLY_KEYS``: the seed, paths, logging)
+and without keys added later while they hold the value every earlier run had (``KEYS_ADDED_LATER``), with
+``trainer.channels_last``/``precision: auto`` replaced by what the run resolved them to (``run_record.config_as_run``):
+seeds trained in bf16-mixed on one CPU and in fp32 on another are two rows, and a row that did not train in fp32
+names its precision in the evaluation cell, as a COCO row ranked by another person score than the box rescoring
+(``model.instance_score``) names it. Runs are scored on their ``test`` stage (``val`` when a run has none). Rows are
+ranked by the first primary metric, ties by name.
 
 Which records count (``select_runs``): a row's n is its number of distinct seeds, and a ± is only
 ever computed over distinct seeds (``group_rows`` refuses a row with a seed twice). A run's
@@ -79,6 +81,7 @@ from benchmark import run_record
 from benchmark.config import lookup
 from benchmark.errors import PoseBenchError
 from benchmark.files import atomic_write_bytes
+from benchmark.metrics import DEFAULT_INSTANCE_SCORE
 from benchmark.protocols import PROTOCOLS, Protocol, get_protocol, leaderboard_protocols
 from benchmark.protocols.base import VISIBILITY_ACCURACY
 from benchmark.reference import REFERENCE_SPLITS, compare
@@ -96,6 +99,9 @@ RUN_ONLY_KEYS = ("seed", "run_name", "output_dir", "results_dir", "resume", "ckp
                  "test_after_fit", "write_record", "data.root", "data.num_workers", "data.persistent_workers",
                  "data.pin_memory", "trainer.enable_progress_bar", "trainer.log_every_n_steps")
 """Config keys that do not change a run's result: runs differing only here share a row."""
+KEYS_ADDED_LATER = {"model.instance_score": DEFAULT_INSTANCE_SCORE}
+"""Config keys added after records were written, with what every run before them did: left out of the setting
+while they hold that value, so a record from before the key and a new one of the same settings share a row."""
 
 DASH = "–"
 
@@ -181,12 +187,13 @@ def fmt_stat(values: list[float], scale: float) -> str:
 
 
 def setting_hash(config: dict[str, Any]) -> str:
-    """sha256 of ``config`` without ``RUN_ONLY_KEYS`` (canonical JSON, sorted keys)."""
+    """sha256 of ``config`` without ``RUN_ONLY_KEYS`` and ``KEYS_ADDED_LATER`` at their earlier value (canonical
+    JSON, sorted keys)."""
     reduced = json.loads(json.dumps(config))
-    for dotted in RUN_ONLY_KEYS:
+    for dotted in (*RUN_ONLY_KEYS, *KEYS_ADDED_LATER):
         *parents, last = dotted.split(".")
         node = lookup(reduced, ".".join(parents), None) if parents else reduced
-        if isinstance(node, dict):
+        if isinstance(node, dict) and (dotted in RUN_ONLY_KEYS or node.get(last) == KEYS_ADDED_LATER[dotted]):
             node.pop(last, None)
     return hashlib.sha256(json.dumps(reduced, sort_keys=True).encode()).hexdigest()
 
@@ -330,7 +337,7 @@ def _input_size(record: dict[str, Any]) -> str:
     return f"{size[0]}x{size[1]}" if isinstance(size, (list, tuple)) and len(size) == 2 else DASH
 
 
-def _eval_label(record: dict[str, Any]) -> str:
+def _eval_label(record: dict[str, Any], scored: Protocol) -> str:
     protocol = record.get("protocol") or {}
     boxes = protocol.get("boxes", lookup(record["config"], "data.val_boxes", None))
     flip = protocol.get("flip_test", lookup(record["config"], "model.flip_test", None))
@@ -340,6 +347,10 @@ def _eval_label(record: dict[str, Any]) -> str:
     parts = [DASH if boxes is None else named.get(boxes, f"{boxes} boxes"),
              DASH if flip is None else ("flip" if flip else "no flip"), decoder or DASH,
              f"{protocol.get('convention', 'aligned')} grid"]
+    # Records from before model.instance_score ranked persons by the box rescoring, the default.
+    instance_score = lookup(record["config"], "model.instance_score", DEFAULT_INSTANCE_SCORE)
+    if scored.ranks_persons and instance_score != DEFAULT_INSTANCE_SCORE:  # persons ranked by another score
+        parts.append(f"{instance_score} score")
     precision = lookup(run_record.config_as_run(record), "trainer.precision", None)
     if precision not in (None, "32-true", "32", 32):  # a run that did not train in fp32 says so
         parts.append(str(precision))
@@ -511,7 +522,8 @@ def _main_table(rows: list[Row], footnotes: list[str], floor: float | None = Non
             metrics.append(DASH if mean is None else f"{mean / floor:.2f}")
         lines.append([
             r["method"], f"{r['variant']}[^{len(footnotes)}]", _kind(r), _input_size(r),
-            DASH if params is None else fmt(params / 1e6), gflops, _eval_label(r), *metrics, str(len(row.entries)),
+            DASH if params is None else fmt(params / 1e6), gflops, _eval_label(r, protocol), *metrics,
+            str(len(row.entries)),
             *([mark] if spread else []), DASH if ref is None else f"{fmt(ref['paper'])} ({ref['label']})",
             DASH if ref is None else fmt(ref["delta"], sign=True),
             "no reference" if ref is None else ref["verdict"],
@@ -655,8 +667,9 @@ INTRO = (
     "\"paper\" is the published number the run's recipe targets (benchmark/configs/recipe), "
     "Δ = ours − paper, and the verdict says whether the mean is within the recipe's tolerance; a reference "
     "measured on a test server is \"not comparable\" with PoseBench's val runs (no Δ, no verdict). "
-    "\"evaluation\" names the boxes, the flip test, the decoder and the pixel grid, and the training precision "
-    "where it was not fp32 (bf16-mixed: the speed default of benchmark/speed_defaults.py). "
+    "\"evaluation\" names the boxes, the flip test, the decoder and the pixel grid, the person score COCO ranks by "
+    "where it is not the box rescoring (keypoint: G-RMI's mean keypoint score; docs/protocols.md), and the "
+    "training precision where it was not fp32 (bf16-mixed: the speed default of benchmark/speed_defaults.py). "
     "Footnotes give every run's provenance: run id, git commit, config hash, dataset fingerprint."
 )
 
@@ -746,7 +759,7 @@ def render_csv(entries: list[Entry]) -> str:
                     "" if model.get("params") is None else fmt(model["params"] / 1e6, 4),
                     "" if model.get("gflops") is None else fmt(model["gflops"], 4),
                     "" if model.get("paper_gflops") is None else fmt(model["paper_gflops"], 4),
-                    _eval_label(r), row.entries[0].setting[:12], label,
+                    _eval_label(r, row.protocol), row.entries[0].setting[:12], label,
                     "" if mean is None else fmt(mean, 4), "" if std is None else fmt(std, 4), n,
                     "" if own_ref is None else fmt(own_ref["paper"], 4),
                     "" if own_ref is None or own_ref["delta"] is None else fmt(own_ref["delta"], 4, sign=True),

@@ -21,6 +21,7 @@ import numpy as np
 
 from benchmark.errors import PoseBenchError
 from benchmark.files import atomic_write, atomic_write_text
+from benchmark.metrics import DEFAULT_INSTANCE_SCORE
 
 if TYPE_CHECKING:
     from datamodules.datasets import PoseDataset
@@ -60,6 +61,9 @@ class Protocol(ABC):
     """The caption name of ``person_errors`` in prediction galleries."""
     detections: bool = False
     """Whether val splits may be scored on detected person boxes (a detection file beside the data)."""
+    ranks_persons: bool = False
+    """Whether the metric ranks persons by a score (COCO AP), so ``instance_score`` (``model.instance_score``)
+    matters."""
     augmentation: str = "none"
     """The reference training augmentation (``datamodules.transforms.PRESETS``) of this protocol's data."""
     table_order: int = 100
@@ -76,12 +80,16 @@ class Protocol(ABC):
 
     # ------------------------------------------------------------------ scoring
 
-    def evaluate(self, dataset: PoseDataset, keypoints: np.ndarray, scores: np.ndarray) -> dict[str, float]:
-        """The metrics of ``keypoints`` ``(N, K, 2)`` image px and ``scores`` ``(N, K)`` in dataset order."""
-        return self.score(dataset, self.predictions(dataset, keypoints, scores))
+    def evaluate(self, dataset: PoseDataset, keypoints: np.ndarray, scores: np.ndarray,
+                 instance_score: str = DEFAULT_INSTANCE_SCORE) -> dict[str, float]:
+        """The metrics of ``keypoints`` ``(N, K, 2)`` image px and ``scores`` ``(N, K)`` in dataset order;
+        ``instance_score`` (``metrics.INSTANCE_SCORES``) is how a protocol that ranks persons scores them."""
+        return self.score(dataset, self.predictions(dataset, keypoints, scores, instance_score=instance_score))
 
-    def predictions(self, dataset: PoseDataset, keypoints: np.ndarray, scores: np.ndarray) -> Any:
-        """What is written and scored: here the keypoints ``(N, K, 2)`` themselves."""
+    def predictions(self, dataset: PoseDataset, keypoints: np.ndarray, scores: np.ndarray,
+                    instance_score: str = DEFAULT_INSTANCE_SCORE) -> Any:
+        """What is written and scored: here the keypoints ``(N, K, 2)`` themselves (a single-person protocol ranks
+        no persons, so ``instance_score`` changes nothing)."""
         return keypoints
 
     @abstractmethod

@@ -3,8 +3,9 @@
 Per person the box score times the mean of the keypoint scores above 0.2, OKS-NMS at 0.9 per
 image with areas ``scale_w * scale_h * 200^2`` of the (enlarged) person box, then COCOeval with
 ``iouType='keypoints'`` (HRNet ``lib/dataset/coco.py`` ``evaluate``, ``lib/nms/nms.py``;
-docs/protocols.md). The results JSON (``image_id, category_id 1, keypoints (51 floats), score``)
-is what is scored and what is written.
+docs/protocols.md). A method may rank its persons by another instance score (``model.instance_score``:
+G-RMI's keypoint mean, mmpose's ``score_mode``; ``metrics.instance_scores``). The results JSON
+(``image_id, category_id 1, keypoints (51 floats), score``) is what is scored and what is written.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from benchmark import metrics
+from benchmark.metrics import DEFAULT_INSTANCE_SCORE
 from benchmark.protocols.base import Column, EvaluationError, Protocol, register_protocol, write_json
 from datamodules.records import PIXEL_STD
 
@@ -26,17 +28,19 @@ OKS_NMS_THRESHOLD = 0.9
 RESCORE_THRESHOLD = 0.2
 
 
-def coco_results(dataset: PoseDataset, keypoints: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
+def coco_results(dataset: PoseDataset, keypoints: np.ndarray, scores: np.ndarray,
+                 instance_score: str = DEFAULT_INSTANCE_SCORE) -> list[dict[str, Any]]:
     """COCO keypoint results after rescoring and per-image OKS-NMS (HRNet's protocol).
 
-    ``keypoints`` ``(N, K, 2)`` image px and ``scores`` ``(N, K)`` in dataset order. Each
-    result is ``{image_id, category_id: 1, keypoints: 3K floats (x, y, score), score}``.
+    ``keypoints`` ``(N, K, 2)`` image px and ``scores`` ``(N, K)`` in dataset order; ``instance_score``
+    (``metrics.INSTANCE_SCORES``) is the person score that ranks and de-duplicates them. Each result is
+    ``{image_id, category_id: 1, keypoints: 3K floats (x, y, score), score}``.
     """
     records = dataset.records
     box_scores = np.array([r.box_score for r in records], dtype=np.float64)
     areas = np.array([r.scale[0] * r.scale[1] for r in records], dtype=np.float64) * PIXEL_STD**2
     image_ids = np.array([r.image_id for r in records], dtype=np.int64)
-    rescored = metrics.rescore(box_scores, scores, threshold=RESCORE_THRESHOLD)
+    rescored = metrics.instance_scores(box_scores, scores, instance_score, threshold=RESCORE_THRESHOLD)
     triples = np.concatenate([keypoints, scores[..., None]], axis=2)
     sigmas = np.asarray(dataset.skeleton.oks_sigmas, dtype=np.float64)
     by_image: dict[int, list[int]] = defaultdict(list)
@@ -67,12 +71,14 @@ class CocoProtocol(Protocol):
     display_scale = 100.0
     error_label = "1-OKS"
     detections = True
+    ranks_persons = True
     augmentation = "hrnet_coco"
     table_order = 1
 
-    def predictions(self, dataset: PoseDataset, keypoints: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
-        """The COCO results after rescoring and OKS-NMS (``coco_results``)."""
-        return coco_results(dataset, keypoints, scores)
+    def predictions(self, dataset: PoseDataset, keypoints: np.ndarray, scores: np.ndarray,
+                    instance_score: str = DEFAULT_INSTANCE_SCORE) -> list[dict[str, Any]]:
+        """The COCO results after rescoring by ``instance_score`` and OKS-NMS (``coco_results``)."""
+        return coco_results(dataset, keypoints, scores, instance_score)
 
     def score(self, dataset: PoseDataset, predictions: list[dict[str, Any]]) -> dict[str, float]:
         """COCOeval of the results against ``dataset.coco_annotation``; a debug subset (``data.max_samples``) is

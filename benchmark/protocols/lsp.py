@@ -24,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from benchmark import metrics
 from benchmark.files import atomic_write
+from benchmark.metrics import DEFAULT_INSTANCE_SCORE
 from benchmark.protocols.base import VISIBILITY_ACCURACY, Column, EvaluationError, Protocol, register_protocol
 from datamodules.skeletons import LSP
 
@@ -73,8 +74,10 @@ class LspProtocol(Protocol):
     augmentation = "hrnet_mpii"
     table_order = 2
 
-    def predictions(self, dataset: PoseDataset, keypoints: np.ndarray, scores: np.ndarray) -> LspPredictions:
-        """The keypoints with their scores (the visibility accuracy reads the scores)."""
+    def predictions(self, dataset: PoseDataset, keypoints: np.ndarray, scores: np.ndarray,
+                    instance_score: str = DEFAULT_INSTANCE_SCORE) -> LspPredictions:
+        """The keypoints with their scores (the visibility accuracy reads the scores; one person per image, so
+        ``instance_score`` changes nothing)."""
         return LspPredictions(np.asarray(keypoints, dtype=np.float64), np.asarray(scores, dtype=np.float64))
 
     def score(self, dataset: PoseDataset, predictions: LspPredictions) -> dict[str, float]:

@@ -216,6 +216,35 @@ def _validate_dataset(dataset: PoseDataset) -> None:
     trainer.validate(_FakeEstimator(keypoints, scores))
 
 
+def test_the_callback_ranks_coco_persons_by_the_runs_instance_score(coco_fixture_dir, tmp_path):
+    records = load_coco_records(coco_fixture_dir / "test_coco.json", coco_fixture_dir, aspect_ratio=0.75)
+    dataset = PoseDataset("coco", "val", COCO, records, (), coco_fixture_dir, "coco",
+                          coco_annotation=coco_fixture_dir / "test_coco.json")
+    rng = np.random.default_rng(4)
+    keypoints = np.stack([r.keypoints for r in records]) + rng.normal(0.0, 3.0, (len(records), 17, 2))
+    scores = rng.uniform(0.0, 1.0, (len(records), 17)).astype(np.float32)
+    written = {}
+    for mode in ("bbox_keypoint", "keypoint"):
+        callback = EvaluationCallback(dataset, tmp_path / mode, instance_score=mode)  # the run's model.instance_score
+        trainer = pl.Trainer(accelerator="cpu", devices=1, callbacks=[callback], logger=False,
+                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                             use_distributed_sampler=False)
+        trainer.validate(_FakeEstimator(keypoints, scores))
+        results = json.loads((tmp_path / mode / "val_keypoints_results.json").read_text())
+        written[mode] = sorted((r["image_id"], r["score"]) for r in results)
+    # The fixture's persons are far apart, so OKS-NMS keeps every one of them.
+    box = np.array([r.box_score for r in records])
+    expected = {"bbox_keypoint": metrics.rescore(box, scores), "keypoint": scores.mean(axis=1, dtype=np.float32)}
+    for mode, values in expected.items():
+        wanted = sorted((r.image_id, float(v)) for r, v in zip(records, values, strict=True))
+        assert [i for i, _ in written[mode]] == [i for i, _ in wanted], mode
+        np.testing.assert_allclose([v for _, v in written[mode]], [v for _, v in wanted], rtol=0, atol=1e-7)
+    assert written["keypoint"] != written["bbox_keypoint"]
+    with pytest.raises(EvaluationError, match=r"model.instance_score 'oks' is not a score mode; valid: bbox_keypoint, "
+                                              r"keypoint, bbox"):
+        EvaluationCallback(dataset, instance_score="oks")
+
+
 def test_a_user_error_names_the_stage_and_a_bug_keeps_its_traceback(monkeypatch):
     dataset = _mpii_dataset(4)
     dataset.records[2] = dataclasses.replace(dataset.records[2], headbox=None)

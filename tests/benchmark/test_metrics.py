@@ -566,6 +566,30 @@ def test_rescore_hand_example() -> None:
     np.testing.assert_allclose(expected, [0.32, 0.0, 0.75], rtol=0, atol=1e-7)
 
 
+def test_instance_scores_follow_the_score_modes_by_hand() -> None:
+    box = np.array([0.8, 0.5, 1.0])
+    keypoint_scores = np.array([[0.1, 0.3, 0.5, 0.2], [0.1, 0.2, 0.15, 0.0], [0.9, 0.9, 0.6, 0.6]])
+    # bbox_keypoint (HRNet / mmpose's default) is ``rescore``: 0.32, 0, 0.75.
+    np.testing.assert_array_equal(metrics.instance_scores(box, keypoint_scores, "bbox_keypoint"),
+                                  metrics.rescore(box, keypoint_scores))
+    # keypoint (G-RMI's eq. 7): the plain mean of every joint's score, the box score left out:
+    # (0.1 + 0.3 + 0.5 + 0.2) / 4 = 0.275, 0.45 / 4 = 0.1125, 3.0 / 4 = 0.75.
+    plain = metrics.instance_scores(box, keypoint_scores, "keypoint")
+    np.testing.assert_allclose(plain, [0.275, 0.1125, 0.75], rtol=0, atol=1e-7)
+    # bbox: the detector's box score alone.
+    assert metrics.instance_scores(box, keypoint_scores, "bbox").tolist() == [0.8, 0.5, 1.0]
+    with pytest.raises(ValueError, match=r"instance score mode 'oks'; valid: bbox_keypoint, keypoint, bbox"):
+        metrics.instance_scores(box, keypoint_scores, "oks")
+
+
+def test_keypoint_instance_scores_are_mmpose_np_mean_of_float32_bit_for_bit() -> None:
+    # mmpose coco_metric.py, score_mode 'keypoint': ``np.mean(instance['keypoint_scores'])`` of a float32 row.
+    rng = np.random.default_rng(3)
+    keypoint_scores = rng.uniform(0.0, 1.0, (500, 17))
+    reference = [float(np.mean(row)) for row in keypoint_scores.astype(np.float32)]
+    assert metrics.instance_scores(np.ones(500), keypoint_scores, "keypoint").tolist() == reference
+
+
 def _image_height_example() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     # Person A in an image 120 px high (1/12: 10 px), person B in one 240 px high (20 px). Errors are 3-4-5
     # triangles, so the distances are exact: A j0 10 (exactly at the threshold), A j1 10.5, A j2 not annotated

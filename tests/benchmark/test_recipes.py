@@ -84,3 +84,14 @@ def test_a_test_server_reference_gives_no_verdict():
     cfg.reference.split = "dev"
     with pytest.raises(PoseBenchError, match="reference.split must be one of val, test, got 'dev'"):
         verdict(cfg, {"test": {"PCKh/Mean": 81.9}})
+
+
+def test_grmi_ranks_coco_persons_by_its_pose_score_and_the_other_methods_by_the_box_rescoring():
+    # G-RMI replaces box-level scoring by its keypoint-based score (eq. 7, the mean of the keypoints' maximal
+    # activations; paper abstract); HRNet's and mmpose's protocol multiplies the box score by the mean of the
+    # keypoint scores above 0.2, and every other recipe keeps that.
+    for name in available("recipe"):
+        config = load_config([f"recipe={name}"])
+        wanted = "keypoint" if config.model.variant.startswith("grmi") else "bbox_keypoint"
+        assert config.model.instance_score == wanted, name
+    assert load_config(["method=grmi", "model.instance_score=bbox_keypoint"]).model.instance_score == "bbox_keypoint"

@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from models.offset_codec import OffsetCodec, decode_offsets, fused_maxima, hough_vote, pose_score
+from models.offset_codec import OffsetCodec, decode_offsets, fused_maxima, hough_vote
 
 
 def _fields(height: int, width: int, voters: list[tuple[int, int, float, float, float]]) -> tuple[torch.Tensor, ...]:
@@ -93,10 +93,6 @@ def test_a_sub_pixel_keypoint_decodes_to_the_pixel_with_the_largest_bilinear_sha
     torch.testing.assert_close(fused[0, 0, 1:3, 2:4], mass * torch.tensor([[0.32, 0.48], [0.08, 0.12]]))
     coords, _ = fused_maxima(fused)
     assert coords.tolist() == [[[3.0, 1.0]]]
-
-
-def test_pose_score_is_the_mean_of_the_keypoint_maxima() -> None:
-    torch.testing.assert_close(pose_score(torch.tensor([[0.2, 0.4, 0.9], [1.0, 0.0, 0.5]])), torch.tensor([0.5, 0.5]))
 
 
 def test_shapes_are_checked() -> None:

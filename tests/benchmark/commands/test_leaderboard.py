@@ -321,3 +321,36 @@ def test_runs_of_one_auto_config_that_trained_in_other_precisions_are_separate_r
                                                                                           ("89.00", "1")]
     labels = {c[header.index("PCKh@0.5")]: c[header.index("evaluation")] for c in cells}
     assert labels["89.00"].endswith(", bf16-mixed") and "bf16" not in labels["88.00"]
+
+
+def _table_cells(markdown: str, section: str, variant: str) -> tuple[list[str], list[list[str]]]:
+    table = markdown.split(f"\n## {section}\n")[1].split("\n\n")[0].strip()
+    header = [c.strip() for c in table.splitlines()[0].strip("|").split("|")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines() if variant in line]
+    return header, rows
+
+
+def test_coco_runs_ranked_by_another_person_score_are_their_own_row_and_say_so(tmp_path: Path) -> None:
+    """A record from before ``model.instance_score`` ranked persons by the box rescoring: it shares a row with a
+    new record that says ``bbox_keypoint``. A run ranked by G-RMI's keypoint score is another row, named so in
+    its evaluation cell; on MPII, which ranks no persons, the mode is not shown."""
+    records = tmp_path / "runs"
+    shutil.copytree(RECORDS, records)
+    coco = json.loads((records / "simplebaseline-res50_coco_s1.json").read_text())
+    assert "instance_score" not in coco["config"]["model"]  # written before the key existed
+    coco["config"]["model"]["instance_score"] = "bbox_keypoint"
+    (records / "simplebaseline-res50_coco_s1.json").write_text(json.dumps(coco))
+    coco["seed"], coco["config"]["seed"], coco["run_id"] = 7, 7, "simplebaseline-res50_coco_s7"
+    coco["config"]["model"]["instance_score"] = "keypoint"
+    coco["metrics"]["test"]["AP"] = 0.5
+    (records / "simplebaseline-res50_coco_s7.json").write_text(json.dumps(coco))
+    mpii = json.loads((records / "simplebaseline-res50_mpii_s0.json").read_text())
+    mpii["config"]["model"]["instance_score"] = "keypoint"
+    (records / "simplebaseline-res50_mpii_s0.json").write_text(json.dumps(mpii))
+    markdown = generate_leaderboard(records, tmp_path / "out").read_text()
+    header, rows = _table_cells(markdown, "COCO", "simplebaseline-res50")
+    by_n = {c[header.index("n")]: c[header.index("evaluation")] for c in rows}
+    assert sorted(by_n) == ["1", "2"]  # seeds 0 (no key) and 1 (bbox_keypoint) share a row; seed 7 is alone
+    assert "score" not in by_n["2"] and by_n["1"].endswith(", keypoint score")
+    header, rows = _table_cells(markdown, "MPII", "simplebaseline-res50")
+    assert len(rows) == 1 and "score" not in rows[0][header.index("evaluation")]

@@ -77,6 +77,10 @@ def test_keys_whose_absence_meant_another_behaviour_take_that_behaviour_not_toda
     assert cfg.data.reduced_decode is False and cfg.trainer.channels_last is False
     assert cfg.trainer.precision == "32-true"
     assert config_from_record(record).data.reduced_decode is True  # a record that has the key keeps its value
+    # Before model.instance_score every COCO run, G-RMI's included, ranked persons by the box rescoring.
+    del old["config"]["model"]["instance_score"]
+    old["config"]["model"]["variant"] = "grmi-tiny"
+    assert config_from_record(old).model.instance_score == "bbox_keypoint"
 
 
 def test_auto_speed_settings_rerun_as_the_record_resolved_them_not_as_todays_table(recorded, monkeypatch) -> None:

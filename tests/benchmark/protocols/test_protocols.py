@@ -72,6 +72,36 @@ def test_coco_evaluate_is_cocoeval_of_the_rescored_results(tmp_path: Path, coco_
     assert len(written) == len(dataset) and [r["image_id"] for r in written] == sorted(r["image_id"] for r in by_hand)
 
 
+def test_coco_keypoint_instance_scores_rank_persons_by_the_plain_keypoint_mean(
+        tmp_path: Path, coco_fixture_dir: Path, mpii_fixture_dir: Path) -> None:
+    # G-RMI's pose score (eq. 7; mmpose's score_mode 'keypoint'): the mean of every joint's score, box score
+    # ignored, ranks the persons for COCOeval and orders OKS-NMS.
+    root = make_coco_root(tmp_path / "coco", coco_fixture_dir)
+    dataset = build_dataset("coco", root, "val")
+    gt = np.stack([r.keypoints for r in dataset.records])
+    rng = np.random.default_rng(2)
+    pred = gt + rng.normal(0.0, 4.0, gt.shape)
+    scores = rng.uniform(0.0, 1.0, gt.shape[:2])
+    by_hand = [{"image_id": r.image_id, "category_id": 1,
+                "keypoints": np.concatenate([pred[i], scores[i][:, None]], axis=1).reshape(-1).tolist(),
+                "score": float(scores[i].mean())} for i, r in enumerate(dataset.records)]
+    protocol = get_protocol("coco")
+    result = protocol.evaluate(dataset, pred, scores, instance_score="keypoint")
+    np.testing.assert_allclose(list(result.values()), _cocoeval(root / "annotations" / "person_keypoints_val2017.json",
+                                                                by_hand), rtol=0, atol=1e-6)
+    written = protocol.predictions(dataset, pred, scores, instance_score="keypoint")
+    assert len(written) == len(by_hand)  # far-apart persons: OKS-NMS keeps every one, best first per image
+    np.testing.assert_allclose(sorted((r["image_id"], r["score"]) for r in written),
+                               sorted((r["image_id"], r["score"]) for r in by_hand), rtol=0, atol=1e-6)
+    default = protocol.predictions(dataset, pred, scores)
+    assert [r["score"] for r in default] != [r["score"] for r in written]  # the mode changes the ranking scores
+    # Single-person protocols have no instances to rank: the mode changes nothing there.
+    mpii = build_dataset("mpii", make_mpii_root(tmp_path / "mpii", mpii_fixture_dir), "val")
+    keypoints = np.stack([r.keypoints for r in mpii.records])
+    assert (get_protocol("mpii").evaluate(mpii, keypoints, np.ones(keypoints.shape[:2]), instance_score="keypoint")
+            == get_protocol("mpii").evaluate(mpii, keypoints, np.ones(keypoints.shape[:2])))
+
+
 def test_lsp_evaluate_is_pck_at_0_2_torso_and_strict_pcp_by_hand(tmp_path: Path) -> None:
     write_lsp(tmp_path, count=4)
     dataset = build_dataset("lsp", tmp_path, "val")
