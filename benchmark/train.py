@@ -264,12 +264,13 @@ def model_kwargs(cfg: RunConfig, dataset: PoseDataset, input_size: tuple[int, in
     }
 
 
-def trainer_arguments(cfg: RunConfig) -> dict[str, Any]:
+def trainer_arguments(cfg: RunConfig, speed: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """``trainer:`` as ``pl.Trainer`` keyword arguments: PoseBench's extras left out, ``deterministic: auto`` and
-    ``precision: auto`` resolved."""
+    ``precision: auto`` resolved (from ``speed``, the run's ``speed_settings``, when the caller has them)."""
     extras = {name for name, _, _ in TRAINER_EXTRAS}
     arguments = {k: v for k, v in dataclasses.asdict(cfg.trainer).items() if k not in extras}
-    return {**arguments, "deterministic": _deterministic(cfg), "precision": speed_settings(cfg)["precision"]["value"]}
+    precision = (speed or speed_settings(cfg))["precision"]["value"]
+    return {**arguments, "deterministic": _deterministic(cfg), "precision": precision}
 
 
 def speed_settings(cfg: RunConfig) -> dict[str, dict[str, Any]]:
@@ -459,8 +460,9 @@ def build_run(cfg: RunConfig, extra_callbacks: tuple[pl.Callback, ...] = (), *, 
     meta: dict[str, Any] = {"variant": cfg.model.variant, "method": method_of(cfg.model.variant),
                             "config": to_dict(cfg)}
     throughput = ThroughputCallback()
+    speed = speed_settings(cfg)
     trainer = pl.Trainer(
-        **trainer_arguments(cfg), default_root_dir=str(run_dir), logger=build_loggers(cfg, run_dir),
+        **trainer_arguments(cfg, speed), default_root_dir=str(run_dir), logger=build_loggers(cfg, run_dir),
         callbacks=[evaluation, checkpoint, last, RNGStateCallback(),
                    ProvenanceCallback(meta, clock), LearningRateMonitor(logging_interval="epoch"), throughput,
                    *extra_callbacks],
@@ -471,7 +473,6 @@ def build_run(cfg: RunConfig, extra_callbacks: tuple[pl.Callback, ...] = (), *, 
     # Built after the Trainer (which draws no random numbers), so the model gets the rule's LR.
     lr = None if rule is None else rule.lr
     model = models.build(cfg.model.variant, **model_kwargs(cfg, datamodule.val_dataset, input_size, lr))
-    speed = speed_settings(cfg)
     for key, setting in speed.items():
         if setting["source"] != "config":
             log.info(f"trainer.{key}={setting['value']} ({setting['source']})")

@@ -368,15 +368,15 @@ MINIMUMS: dict[str, Minimum] = {
 """The demo's thresholds; ``demo --check`` enforces them on the fresh records (CI: one seed). The target for every
 method is 1.5x the floor and AP 1.0. Each row sits below the lower of the two committed seeds (PCKh@0.5 seeds 0 / 1,
 then AP; the floor 12.35): cpm 21.32 / 19.43, 0.01 / 0.00; deeppose 15.34 / 16.40, 0.01 / 0.00; grmi 27.52 / 23.65,
-2.63 / 1.98 (persons ranked by its pose score); hourglass 32.88 / 28.70, 0.86 / 0.74; hrnet 40.75 / 43.65, 8.80 / 7.09; ief 17.85 / 18.81, 0.02 / 0.00;
-simplebaseline 39.56 / 40.13, 4.63 / 5.15; tompson 33.19 / 34.37, 2.19 / 3.81; visreg 17.93 / 14.46, 0.26 / 0.19;
-and below seed 0 in fp32 (the committed records before the CPU bf16 default: cpm 22.95 / 0.46, deeppose 16.75 /
-0.00, grmi 29.19 / 1.66, hrnet 41.58 / 6.72, ief 17.58 / 0.01, simplebaseline 40.13 / 6.73, tompson 33.10 / 1.30,
-visreg 16.62 / 0.17), since a CPU without native bf16 trains in fp32, so that a method that stops learning fails
-and another seed or CPU does not. DeepPose, IEF and visreg miss the 1.5x target in this budget (1.24-1.45x the floor
-per seed), and CPM, DeepPose and IEF score an AP of about 0 (CPM: 0.46 for seed 0 in fp32, 0.00 for seed 1): their
-rows only catch a preset that stops learning, and the AP rows of hourglass, tompson and visreg sit below 1.0
-for the same reason."""
+2.63 / 1.98 (persons ranked by its pose score); hourglass 32.88 / 28.70, 0.86 / 0.74; hrnet 40.75 / 43.65,
+8.80 / 7.09; ief 17.85 / 18.81, 0.02 / 0.00; simplebaseline 39.56 / 40.13, 4.63 / 5.15; tompson 33.19 / 34.37,
+2.19 / 3.81; visreg 17.93 / 14.46, 0.26 / 0.19; and below seed 0 in fp32 (the committed records before the CPU bf16
+default: cpm 22.95 / 0.46, deeppose 16.75 / 0.00, grmi 29.19, hrnet 41.58 / 6.72, ief 17.58 / 0.01, simplebaseline
+40.13 / 6.73, tompson 33.10 / 1.30, visreg 16.62 / 0.17; grmi's AP 1.66 from an fp32 seed-0 run ranked by its pose
+score), since a CPU without native bf16 trains in fp32, so that a method that stops learning fails and another seed
+or CPU does not. DeepPose, IEF and visreg miss the 1.5x target in this budget (1.24-1.45x the floor per seed), and
+CPM, DeepPose and IEF score an AP of about 0 (CPM: 0.46 for seed 0 in fp32, 0.00 for seed 1): their rows only catch
+a preset that stops learning, and the AP rows of hourglass, tompson and visreg sit below 1.0 for the same reason."""
 DEFAULT_MINIMUM = Minimum(1.5, 1.0)
 """The bar of a registered method without a row in ``MINIMUMS`` (a new method, until its preset is measured)."""
 
