@@ -521,6 +521,15 @@ def oks_nms(
     return keep
 
 
+def _person_scores(box_scores: Any, keypoint_scores: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(N,)`` box scores and ``(N, K)`` keypoint scores as float64; a shape mismatch is a ValueError."""
+    box = np.asarray(box_scores, dtype=np.float64)
+    kps = np.asarray(keypoint_scores, dtype=np.float64)
+    if kps.ndim != 2 or box.shape != (kps.shape[0],):
+        raise ValueError(f"box_scores (N,) and keypoint_scores (N, K) disagree: {box.shape} vs {kps.shape}")
+    return box, kps
+
+
 def rescore(box_scores: Any, keypoint_scores: Any, threshold: float = 0.2) -> np.ndarray:
     """``(N,)`` COCO rescoring: box score x mean of the keypoint scores ``> threshold``.
 
@@ -530,10 +539,7 @@ def rescore(box_scores: Any, keypoint_scores: Any, threshold: float = 0.2) -> np
     in float32, joint by joint, and the product is float32, so the scores (and the OKS-NMS order
     they set) are the reference's bit for bit.
     """
-    box = np.asarray(box_scores, dtype=np.float64)
-    kps = np.asarray(keypoint_scores, dtype=np.float64)
-    if kps.ndim != 2 or box.shape != (kps.shape[0],):
-        raise ValueError(f"box_scores (N,) and keypoint_scores (N, K) disagree: {box.shape} vs {kps.shape}")
+    box, kps = _person_scores(box_scores, keypoint_scores)
     above = kps > threshold
     count = above.sum(axis=1)
     if kps.shape[1] == 0:
@@ -558,10 +564,7 @@ def instance_scores(box_scores: Any, keypoint_scores: Any, mode: str = DEFAULT_I
         raise ValueError(f"unknown instance score mode {mode!r}; valid: {', '.join(INSTANCE_SCORES)}")
     if mode == "bbox_keypoint":
         return rescore(box_scores, keypoint_scores, threshold)
-    box = np.asarray(box_scores, dtype=np.float64)
-    kps = np.asarray(keypoint_scores, dtype=np.float64)
-    if kps.ndim != 2 or box.shape != (kps.shape[0],):
-        raise ValueError(f"box_scores (N,) and keypoint_scores (N, K) disagree: {box.shape} vs {kps.shape}")
+    box, kps = _person_scores(box_scores, keypoint_scores)
     if mode == "bbox":
         return box.copy()
     if kps.shape[1] == 0:

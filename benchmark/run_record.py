@@ -90,6 +90,13 @@ CONVENTIONS = ("aligned", "msra", "udp")
 """``protocol.convention`` (pixelgrid); records written before it existed were all ``aligned``."""
 IMPORTED = ("format", "source_file", "sha256")
 """Keys of ``imported``: set when the scored weights came from ``import-weights`` (a published checkpoint)."""
+BEFORE_THE_KEY: dict[str, dict[str, Any]] = {
+    "data": {"reduced_decode": False},  # JPEGs were decoded at full size
+    "trainer": {"channels_last": False, "precision": "32-true"},  # contiguous fp32, before the measured defaults
+    "model": {"instance_score": "bbox_keypoint"},  # every COCO run ranked persons by the box rescoring
+}
+"""What a run did before these config keys existed: a record that predates one of them is rerun as it ran
+(benchmark/commands/rerun.py), and on the leaderboard it shares a row with a new run that set the same value."""
 SPEED_VALUES: dict[str, type] = {"channels_last": bool, "precision": str}
 """``speed``: each setting's value type; each is ``{"value": ..., "source": str}``."""
 BATCH_RULE_INTS = ("total_batch", "per_device", "world_size", "accumulate", "effective")

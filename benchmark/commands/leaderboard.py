@@ -20,7 +20,7 @@ file and the field), groups runs that differ only in their seed, and writes:
 
 Which runs form a row: same dataset (and SynthPose format), variant, scored stage and *setting*, the sha256 of the
 record's resolved config without the keys that do not change results (``RUN_ONLY_KEYS``: the seed, paths, logging)
-and without keys added later while they hold the value every earlier run had (``KEYS_ADDED_LATER``), with
+and without keys added later while they hold what every earlier run did (``run_record.BEFORE_THE_KEY``), with
 ``trainer.channels_last``/``precision: auto`` replaced by what the run resolved them to (``run_record.config_as_run``):
 seeds trained in bf16-mixed on one CPU and in fp32 on another are two rows, and a row that did not train in fp32
 names its precision in the evaluation cell, as a COCO row ranked by another person score than the box rescoring
@@ -99,9 +99,6 @@ RUN_ONLY_KEYS = ("seed", "run_name", "output_dir", "results_dir", "resume", "ckp
                  "test_after_fit", "write_record", "data.root", "data.num_workers", "data.persistent_workers",
                  "data.pin_memory", "trainer.enable_progress_bar", "trainer.log_every_n_steps")
 """Config keys that do not change a run's result: runs differing only here share a row."""
-KEYS_ADDED_LATER = {"model.instance_score": DEFAULT_INSTANCE_SCORE}
-"""Config keys added after records were written, with what every run before them did: left out of the setting
-while they hold that value, so a record from before the key and a new one of the same settings share a row."""
 
 DASH = "–"
 
@@ -187,13 +184,15 @@ def fmt_stat(values: list[float], scale: float) -> str:
 
 
 def setting_hash(config: dict[str, Any]) -> str:
-    """sha256 of ``config`` without ``RUN_ONLY_KEYS`` and ``KEYS_ADDED_LATER`` at their earlier value (canonical
-    JSON, sorted keys)."""
+    """sha256 of ``config`` without ``RUN_ONLY_KEYS``, and without the keys of ``run_record.BEFORE_THE_KEY`` that
+    hold what runs did before the key existed (canonical JSON, sorted keys)."""
     reduced = json.loads(json.dumps(config))
-    for dotted in (*RUN_ONLY_KEYS, *KEYS_ADDED_LATER):
+    before = {f"{section}.{key}": value for section, keys in run_record.BEFORE_THE_KEY.items()
+              for key, value in keys.items()}
+    for dotted in (*RUN_ONLY_KEYS, *before):
         *parents, last = dotted.split(".")
         node = lookup(reduced, ".".join(parents), None) if parents else reduced
-        if isinstance(node, dict) and (dotted in RUN_ONLY_KEYS or node.get(last) == KEYS_ADDED_LATER[dotted]):
+        if isinstance(node, dict) and (dotted in RUN_ONLY_KEYS or (last in node and node[last] == before[dotted])):
             node.pop(last, None)
     return hashlib.sha256(json.dumps(reduced, sort_keys=True).encode()).hexdigest()
 

@@ -2,9 +2,9 @@
 
 A record holds the fully resolved config, so the run is rebuilt from it alone (no group files, which may have
 changed since), with the same seed; only a key the record predates takes its value from configs/defaults.yaml, or
-from ``BEFORE_THE_KEY`` where the behaviour before the key existed is not today's default, and the speed settings
-left to ``auto`` take the values the run resolved them to (``run_record.config_as_run``), not today's measured
-table. Before anything trains, the rerun says what differs from the recorded run: another git commit or a dirty
+from ``run_record.BEFORE_THE_KEY`` where the behaviour before the key existed is not today's default, and the speed
+settings left to ``auto`` take the values the run resolved them to (``run_record.config_as_run``), not today's
+measured table. Before anything trains, the rerun says what differs from the recorded run: another git commit or a dirty
 tree, other package versions, and a dataset whose fingerprint (``PoseDataset.fingerprint``) is not the recorded one,
 which is an error unless ``--allow-other-data`` (the number would not be comparable). ``key=value`` overrides apply
 on top (``data.root=`` for a dataset in another place, ``trainer.devices=`` ...); paths and names that only place
@@ -28,14 +28,6 @@ PLACEMENT_KEYS = ("run_name", "resume", "ckpt")
 """Recorded values that name the original run's files; a rerun starts its own."""
 
 
-BEFORE_THE_KEY: dict[str, dict[str, Any]] = {
-    "data": {"reduced_decode": False},  # JPEGs were decoded at full size
-    "trainer": {"channels_last": False, "precision": "32-true"},  # contiguous fp32, before the measured defaults
-}
-"""What a run did before these keys existed, where defaults.yaml now says otherwise (a record that predates one of
-them is rerun as it ran, not with today's speed defaults)."""
-
-
 class RerunError(PoseBenchError):
     """The record cannot be rerun as asked; the message says why."""
 
@@ -48,7 +40,7 @@ def config_from_record(record: dict[str, Any], overrides: list[str] | None = Non
     selectors, dotlist = split_selectors(list(overrides or []))
     if selectors:
         raise ConfigError(f"rerun takes key=value overrides, not group selectors: {sorted(selectors)}")
-    sources = [(str(DEFAULTS_PATH), read_yaml(DEFAULTS_PATH)), ("rerun.BEFORE_THE_KEY", BEFORE_THE_KEY),
+    sources = [(str(DEFAULTS_PATH), read_yaml(DEFAULTS_PATH)), ("run_record.BEFORE_THE_KEY", run_record.BEFORE_THE_KEY),
                (f"record {record['run_id']} config", values)]
     return merge(sources + ([dotlist_source(dotlist)] if dotlist else []))
 

@@ -580,6 +580,9 @@ def test_instance_scores_follow_the_score_modes_by_hand() -> None:
     assert metrics.instance_scores(box, keypoint_scores, "bbox").tolist() == [0.8, 0.5, 1.0]
     with pytest.raises(ValueError, match=r"instance score mode 'oks'; valid: bbox_keypoint, keypoint, bbox"):
         metrics.instance_scores(box, keypoint_scores, "oks")
+    for mode in metrics.INSTANCE_SCORES:
+        with pytest.raises(ValueError, match=r"box_scores \(N,\) and keypoint_scores \(N, K\) disagree: \(2,\)"):
+            metrics.instance_scores(box[:2], keypoint_scores, mode)
 
 
 def test_keypoint_instance_scores_are_mmpose_np_mean_of_float32_bit_for_bit() -> None:

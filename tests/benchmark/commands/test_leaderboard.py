@@ -30,6 +30,7 @@ from benchmark.commands.leaderboard import (
     mean_std,
     plot_panels,
     read_entries,
+    setting_hash,
 )
 from benchmark.errors import PoseBenchError
 
@@ -354,3 +355,18 @@ def test_coco_runs_ranked_by_another_person_score_are_their_own_row_and_say_so(t
     assert "score" not in by_n["2"] and by_n["1"].endswith(", keypoint score")
     header, rows = _table_cells(markdown, "MPII", "simplebaseline-res50")
     assert len(rows) == 1 and "score" not in rows[0][header.index("evaluation")]
+
+
+def test_a_key_a_record_predates_is_the_same_setting_as_the_value_runs_had_before_it() -> None:
+    """``run_record.BEFORE_THE_KEY``: a record written before ``data.reduced_decode``, the speed settings or
+    ``model.instance_score`` did what those values say, so it is one setting with a new record that sets them so."""
+    old = {"model": {"variant": "hourglass-tiny"}, "data": {"name": "synthpose"}, "trainer": {"max_epochs": 2}}
+    new = {"model": {"variant": "hourglass-tiny", "instance_score": "bbox_keypoint"},
+           "data": {"name": "synthpose", "reduced_decode": False},
+           "trainer": {"max_epochs": 2, "channels_last": False, "precision": "32-true"}}
+    assert setting_hash(old) == setting_hash(new)
+    for section, key, other in (("data", "reduced_decode", True), ("trainer", "channels_last", True),
+                                ("trainer", "precision", "bf16-mixed"), ("model", "instance_score", "keypoint")):
+        changed = json.loads(json.dumps(new))
+        changed[section][key] = other
+        assert setting_hash(changed) != setting_hash(old), key

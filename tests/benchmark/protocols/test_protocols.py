@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -50,18 +52,25 @@ def _cocoeval(annotation: Path, results: list[dict]) -> list[float]:
     return [float(v) for v in evaluator.stats]
 
 
-def test_coco_evaluate_is_cocoeval_of_the_rescored_results(tmp_path: Path, coco_fixture_dir: Path) -> None:
-    root = make_coco_root(tmp_path / "coco", coco_fixture_dir)
+def _noisy_coco_case(root: Path, seed: int, person_score: Callable[[np.ndarray], float]) -> tuple[Any, ...]:
+    """The fixture's val persons with 4 px noise and random joint scores, and their COCO results built by hand with
+    ``person_score(joint scores)`` as each result's score: ``(dataset, pred, scores, by_hand)``."""
     dataset = build_dataset("coco", root, "val")
     gt = np.stack([r.keypoints for r in dataset.records])
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(seed)
     pred = gt + rng.normal(0.0, 4.0, gt.shape)
     scores = rng.uniform(0.0, 1.0, gt.shape[:2])
-    # Ground-truth boxes score 1; rescored = mean of the joint scores above 0.2. The persons are far apart,
-    # so OKS-NMS at 0.9 keeps every one of them.
     by_hand = [{"image_id": r.image_id, "category_id": 1,
                 "keypoints": np.concatenate([pred[i], scores[i][:, None]], axis=1).reshape(-1).tolist(),
-                "score": float(scores[i][scores[i] > 0.2].mean())} for i, r in enumerate(dataset.records)]
+                "score": person_score(scores[i])} for i, r in enumerate(dataset.records)]
+    return dataset, pred, scores, by_hand
+
+
+def test_coco_evaluate_is_cocoeval_of_the_rescored_results(tmp_path: Path, coco_fixture_dir: Path) -> None:
+    root = make_coco_root(tmp_path / "coco", coco_fixture_dir)
+    # Ground-truth boxes score 1; rescored = mean of the joint scores above 0.2. The persons are far apart,
+    # so OKS-NMS at 0.9 keeps every one of them.
+    dataset, pred, scores, by_hand = _noisy_coco_case(root, 1, lambda s: float(s[s > 0.2].mean()))
     result = get_protocol("coco").evaluate(dataset, pred, scores)
     assert list(result) == ["AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL"]
     expected = _cocoeval(root / "annotations" / "person_keypoints_val2017.json", by_hand)
@@ -77,14 +86,7 @@ def test_coco_keypoint_instance_scores_rank_persons_by_the_plain_keypoint_mean(
     # G-RMI's pose score (eq. 7; mmpose's score_mode 'keypoint'): the mean of every joint's score, box score
     # ignored, ranks the persons for COCOeval and orders OKS-NMS.
     root = make_coco_root(tmp_path / "coco", coco_fixture_dir)
-    dataset = build_dataset("coco", root, "val")
-    gt = np.stack([r.keypoints for r in dataset.records])
-    rng = np.random.default_rng(2)
-    pred = gt + rng.normal(0.0, 4.0, gt.shape)
-    scores = rng.uniform(0.0, 1.0, gt.shape[:2])
-    by_hand = [{"image_id": r.image_id, "category_id": 1,
-                "keypoints": np.concatenate([pred[i], scores[i][:, None]], axis=1).reshape(-1).tolist(),
-                "score": float(scores[i].mean())} for i, r in enumerate(dataset.records)]
+    dataset, pred, scores, by_hand = _noisy_coco_case(root, 2, lambda s: float(s.mean()))
     protocol = get_protocol("coco")
     result = protocol.evaluate(dataset, pred, scores, instance_score="keypoint")
     np.testing.assert_allclose(list(result.values()), _cocoeval(root / "annotations" / "person_keypoints_val2017.json",
